@@ -1,0 +1,3 @@
+from crowdsign.cli import main
+
+raise SystemExit(main())

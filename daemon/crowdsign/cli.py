@@ -1,0 +1,170 @@
+"""The `crowdsign` command: `run` (the daemon) and `check` (validate a config).
+
+Exit codes: 0 clean stop; 2 bad config, model or command line (the unit's
+RestartPreventExitStatus, so a broken config never becomes a restart storm);
+1 an unexpected error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Optional, Sequence
+
+from crowdsign import __version__
+from crowdsign.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config, validate
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_BAD_INPUT = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="crowdsign",
+        description="Anonymous people counting on a camera board, pushed to platform signage.")
+    parser.add_argument("--version", action="version", version=f"crowdsign {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the daemon")
+    _add_config_args(run)
+    run.add_argument("--frames", type=int, metavar="N",
+                     help="stop cleanly after N counted frames (tests, benchmarks)")
+    run.add_argument("--json", action="store_true",
+                     help="write one JSON object per published update to stdout")
+
+    check = sub.add_parser("check", help="validate a config, its model, source and outputs")
+    _add_config_args(check)
+    return parser
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-c", "--config", type=Path, metavar="CONFIG",
+                   help=f"config file (default {DEFAULT_CONFIG_PATH}, if it exists)")
+    p.add_argument("--source", metavar="URI",
+                   help="override [source].uri: replay:PATH, v4l2:DEV, gst:PIPELINE, picamera2")
+    p.add_argument("--model", type=Path, metavar="PATH",
+                   help="override [model].path: a model card (.toml) or a .tflite beside its card")
+
+
+def load_with_overrides(args: argparse.Namespace) -> Config:
+    """The config file (or the defaults, when none is given or installed) with CLI overrides."""
+    if args.config is not None:
+        config = load_config(args.config)
+    elif DEFAULT_CONFIG_PATH.exists():
+        config = load_config(DEFAULT_CONFIG_PATH)
+    else:
+        config = Config()
+    if args.source:
+        uri = args.source
+        if uri.startswith("replay:"):
+            uri = "replay:" + str(Path(uri[len("replay:"):]).expanduser().absolute())
+        config = dataclasses.replace(config, source=dataclasses.replace(config.source, uri=uri))
+    if args.model:
+        config = dataclasses.replace(
+            config, model=dataclasses.replace(config.model, path=args.model.absolute()))
+    if args.source or args.model:
+        problems = validate(config, str(config.path or "<command line>"))
+        if problems:
+            raise ConfigError(problems)
+    return config
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = load_with_overrides(args)
+    except ConfigError as e:
+        for line in e.problems:
+            print(f"crowdsign: {line}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.command == "check":
+        return cmd_check(config)
+    return cmd_run(config, frames=args.frames, json_out=args.json)
+
+
+def cmd_check(config: Config) -> int:
+    """Resolve everything the config names; one line per problem, exit 2 if any."""
+    from crowdsign.counting.counter import load_counter
+    from crowdsign.counting.modelcard import ModelError
+    from crowdsign.sinks.factory import check_outputs
+    from crowdsign.sources.factory import check_source
+    from crowdsign.zones import ZoneGeometry
+
+    where = str(config.path or "<defaults>")
+    problems: list[str] = []
+    counter = None
+    try:
+        counter = load_counter(config.model, ZoneGeometry(config.zone_list()))
+    except ModelError as e:
+        problems.append(f"{where}: [model].path: {e}")
+    problems.extend(f"{where}: {p}" for p in check_source(config.source))
+    problems.extend(f"{where}: {p}" for p in check_outputs(config.outputs))
+    for line in problems:
+        print(f"crowdsign: {line}", file=sys.stderr)
+    if problems:
+        return EXIT_BAD_INPUT
+    assert counter is not None
+    print(f"config {where}: ok")
+    print(f"model: {counter.describe()}")
+    print(f"source: {config.source.uri}")
+    print(f"zones: {', '.join(z.name for z in config.zone_list())}")
+    for o in config.outputs:
+        print(f"output: {o.type} {o.port}")
+    counter.close()
+    return EXIT_OK
+
+
+def cmd_run(config: Config, *, frames: Optional[int], json_out: bool) -> int:
+    from crowdsign.counting.counter import load_counter
+    from crowdsign.counting.modelcard import ModelError
+    from crowdsign.journal import setup_logging
+    from crowdsign.notify import Notifier
+    from crowdsign.sinks.factory import make_sinks
+    from crowdsign.sinks.json_stream import JsonStreamSink
+    from crowdsign.sources.factory import make_source
+    from crowdsign.supervisor import Supervisor
+    from crowdsign.zones import ZoneGeometry
+
+    log = setup_logging(config.logging.level)
+    stop = threading.Event()
+    _install_signal_handlers(stop, log)
+    notifier = Notifier()
+    try:
+        counter = load_counter(config.model, ZoneGeometry(config.zone_list()))
+    except ModelError as e:
+        log.error("model: %s", e)
+        notifier.status(f"model error: {e}")
+        return EXIT_BAD_INPUT
+    sinks = make_sinks(config.outputs, log)
+    if json_out:
+        sinks.append(JsonStreamSink(sys.stdout))
+    source = make_source(config.source, model_size=counter.input_size,
+                         model_format=counter.input_format, stop=stop, log=log)
+    supervisor = Supervisor(config, source=source, counter=counter, sinks=sinks,
+                            notifier=notifier, log=log, stop=stop, max_frames=frames,
+                            source_state=lambda: getattr(source, "state", "ok"))
+    try:
+        return supervisor.run()
+    finally:
+        counter.close()
+        notifier.close()
+
+
+def _install_signal_handlers(stop: threading.Event, log: logging.Logger) -> None:
+    def on_signal(signum, _frame):
+        if not stop.is_set():
+            log.info("%s received: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Sinks: where counts and levels go (serial displays, the JSON stream)."""

@@ -1,0 +1,75 @@
+"""Zones: named polygons in normalised image coordinates, and how counts fall into them.
+
+A detection belongs to the zone that holds the bottom-centre of its box (where
+the person stands, so perspective does not push tall people into the zone
+behind). A density map is summed under each zone's mask; the masks are made
+once per map size, with fractional weights for cells the zone edge cuts, so a
+zone's share of a person at its border is counted, not rounded.
+Zones may overlap: each is counted on its own.
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import Mapping, Sequence
+
+import cv2
+import numpy as np
+
+from crowdsign.config import ZoneConfig
+
+_MASK_SUPERSAMPLE = 4
+
+
+class ZoneGeometry:
+    """The configured zones, ready to count points and density maps."""
+
+    def __init__(self, zones: Sequence[ZoneConfig]):
+        if not zones:
+            raise ValueError("at least one zone is needed")
+        self.names: tuple[str, ...] = tuple(z.name for z in zones)
+        self._polygons = [np.asarray(z.polygon, dtype=np.float64) for z in zones]
+        self._masks: dict[tuple[int, int], np.ndarray] = {}
+
+    def count_points(self, x: np.ndarray, y: np.ndarray) -> Mapping[str, int]:
+        """How many of the points (normalised x right, y down) lie in each zone."""
+        return MappingProxyType({
+            name: int(np.count_nonzero(points_in_polygon(x, y, poly)))
+            for name, poly in zip(self.names, self._polygons)})
+
+    def masks_for(self, height: int, width: int) -> np.ndarray:
+        """Zone weights for a height x width map: zones x height x width float32 in 0..1."""
+        key = (height, width)
+        if key not in self._masks:
+            self._masks[key] = np.stack([
+                polygon_mask(poly, height, width) for poly in self._polygons])
+        return self._masks[key]
+
+    def sum_density(self, density: np.ndarray) -> Mapping[str, float]:
+        """Each zone's share of a density map (H x W, summing to the count)."""
+        masks = self.masks_for(*density.shape)
+        sums = masks.reshape(len(self.names), -1) @ density.reshape(-1).astype(np.float32)
+        return MappingProxyType({n: float(s) for n, s in zip(self.names, sums)})
+
+
+def points_in_polygon(x: np.ndarray, y: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+    """Even-odd rule: which of the points (x[i], y[i]) lie inside the polygon."""
+    x = np.asarray(x, dtype=np.float64)[:, None]
+    y = np.asarray(y, dtype=np.float64)[:, None]
+    x1, y1 = polygon[:, 0][None, :], polygon[:, 1][None, :]
+    x2, y2 = np.roll(polygon[:, 0], -1)[None, :], np.roll(polygon[:, 1], -1)[None, :]
+    crosses = (y1 > y) != (y2 > y)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x_at_y = x1 + (y - y1) * (x2 - x1) / (y2 - y1)
+    inside = crosses & (x < x_at_y)
+    return (np.count_nonzero(inside, axis=1) % 2) == 1
+
+
+def polygon_mask(polygon: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Fraction of each cell of a height x width grid covered by the polygon."""
+    s = _MASK_SUPERSAMPLE
+    canvas = np.zeros((height * s, width * s), dtype=np.uint8)
+    corners = np.round(polygon * [width * s, height * s] - 0.5).astype(np.int32)
+    cv2.fillPoly(canvas, [corners], 255)
+    coverage = cv2.resize(canvas, (width, height), interpolation=cv2.INTER_AREA)
+    return coverage.astype(np.float32) / 255.0
