@@ -28,7 +28,7 @@ def test_example_configs_load_into_typed_values():
     assert config.outputs[0].template == "{zones}\r\n"
 
     replay = load_config(REPO / "examples" / "replay-video.toml")
-    assert replay.source.uri == f"replay:{REPO.parent / 'shared' / 'video' / 'vtest.avi'}"
+    assert Path(replay.source.target).resolve() == REPO.parent / 'shared' / 'video' / 'vtest.avi'
     assert replay.model.path.resolve() == (
         REPO / "build" / "models" / "ssd_mobilenet_v1_coco_quant_max100.toml")
 

@@ -14,6 +14,7 @@ directory of the config file, so an example config works from any directory.
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 import typing
 from dataclasses import dataclass, field
@@ -286,7 +287,7 @@ def parse_config(raw: dict[str, Any], path: Optional[Path] = None) -> Config:
 
 def _resolve(p: Path, base_dir: Path) -> Path:
     p = Path(p).expanduser()
-    return p if p.is_absolute() else (base_dir / p)
+    return p if p.is_absolute() else Path(os.path.normpath(base_dir / p))
 
 
 def _resolve_source_path(source: SourceConfig, base_dir: Path) -> SourceConfig:

@@ -1,0 +1,172 @@
+"""The Counter: a frame in, people per zone out.
+
+`load_counter` does all the work that does not depend on a frame, once: it
+reads the card, opens one interpreter with the configured threads, allocates
+its tensors, builds the input lookup table, picks the backend for the card's
+kind and makes the zone masks. `Counter.count` then only moves pixels into
+the input tensor, invokes, and reads the outputs back into counts.
+
+This is the privacy boundary (see types.py): boxes and density maps are
+local to `count`; only `ZoneCounts` leaves.
+"""
+
+from __future__ import annotations
+
+import logging
+from time import perf_counter
+from types import MappingProxyType
+from typing import Any, Mapping, Optional, Union
+
+import numpy as np
+
+from crowdsign.config import ModelConfig
+from crowdsign.counting.capwatch import CapWatch
+from crowdsign.counting.density import DensityHead
+from crowdsign.counting.detections import DetectorHead, counted_class_ids
+from crowdsign.counting.modelcard import (ModelCard, ModelError, card_path_for,
+                                          load_model_card)
+from crowdsign.counting.preprocess import InputWriter
+from crowdsign.counting.runtime import TensorInfo, open_interpreter
+from crowdsign.counting.ssd import SsdHead
+from crowdsign.counting.tiling import Tiler, to_frame
+from crowdsign.counting.types import StageTimings, ZoneCounts
+from crowdsign.counting.yolox import YoloxHead
+from crowdsign.frames import Frame, PixelFormat
+from crowdsign.zones import ZoneGeometry
+
+log = logging.getLogger("crowdsign.counting")
+
+
+class Counter:
+    """Counts people per zone in frames with one TFLite model.
+
+    Not thread-safe: one counter per thread (the daemon has one).
+    """
+
+    def __init__(self, card: ModelCard, config: ModelConfig, interpreter: Any,
+                 writer: InputWriter, head: Union[DetectorHead, DensityHead],
+                 zones: ZoneGeometry, tiler: Optional[Tiler]):
+        self.card = card
+        self.timings = StageTimings(invokes=0)
+        self._config = config
+        self._interpreter = interpreter
+        self._writer = writer
+        self._head = head
+        self._zones = zones
+        self._tiler = tiler
+        self._cap_watch = CapWatch(head.cap) if getattr(head, "cap", 0) else None
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """Model input (width, height) in pixels: a source delivering this avoids a resize."""
+        return self._writer.width, self._writer.height
+
+    @property
+    def input_format(self) -> PixelFormat:
+        """GRAY or RGB: the pixel format the model is fed."""
+        return self._writer.format
+
+    @property
+    def frames_at_cap(self) -> int:
+        """Frames so far whose detections filled the model's detection slots."""
+        return self._cap_watch.frames_hit if self._cap_watch else 0
+
+    def describe(self) -> str:
+        """One line for the journal: model, input, threads and tiles."""
+        w, h = self.input_size
+        text = (f"{self.card.name} {w}x{h} {self.card.input_colour} "
+                f"{self._writer.info.dtype}, {self._config.num_threads} threads")
+        if self._tiler is not None and not self._tiler.single:
+            text += f", {self._tiler.rows}x{self._tiler.cols} tiles"
+        return text
+
+    def count(self, frame: Frame) -> ZoneCounts:
+        """People in the frame, in total and per zone; sets `timings` for this frame."""
+        if isinstance(self._head, DensityHead):
+            return self._count_density(frame)
+        return self._count_detections(frame)
+
+    def _count_density(self, frame: Frame) -> ZoneCounts:
+        t0 = perf_counter()
+        image, conversion = self._writer.source(frame)
+        self._writer.write(image, conversion)
+        t1 = perf_counter()
+        self._interpreter.invoke()
+        t2 = perf_counter()
+        total, zones = self._head.decode()
+        t3 = perf_counter()
+        self.timings = StageTimings((t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3, 1)
+        return ZoneCounts(frame.index, frame.timestamp, total, zones)
+
+    def _count_detections(self, frame: Frame) -> ZoneCounts:
+        t0 = perf_counter()
+        image, conversion = self._writer.source(frame)
+        pre, invoke, post = perf_counter() - t0, 0.0, 0.0
+        tiles = self._tiler.tiles(frame.width, frame.height)
+        parts = []
+        for tile in tiles:
+            t1 = perf_counter()
+            self._writer.write(image, conversion, None if len(tiles) == 1 else tile.rect)
+            t2 = perf_counter()
+            self._interpreter.invoke()
+            t3 = perf_counter()
+            parts.append(to_frame(self._head.decode(), tile))
+            t4 = perf_counter()
+            pre += t2 - t1
+            invoke += t3 - t2
+            post += t4 - t3
+        t5 = perf_counter()
+        found = self._tiler.merge(parts)
+        per_zone = zone_counts(found.boxes, self._zones)
+        if self._cap_watch is not None:
+            self._cap_watch.note(found.cap_hit, frame.timestamp, frame.index)
+        t6 = perf_counter()
+        self.timings = StageTimings(pre * 1e3, invoke * 1e3,
+                                    (post + (t6 - t5)) * 1e3, len(tiles))
+        return ZoneCounts(frame.index, frame.timestamp, float(len(found.boxes)), per_zone)
+
+
+def zone_counts(boxes: np.ndarray, zones: ZoneGeometry) -> Mapping[str, float]:
+    """People per zone: each box counts where it stands, at its bottom-centre.
+
+    boxes: n x 4 x0, y0, x1, y1 normalised to the frame.
+    """
+    per_zone = zones.count_points((boxes[:, 0] + boxes[:, 2]) * 0.5, boxes[:, 3])
+    return MappingProxyType({name: float(n) for name, n in per_zone.items()})
+
+
+def load_counter(model: ModelConfig, zones: ZoneGeometry) -> Counter:
+    """Build a Counter from the config; ModelError (one line) if anything is wrong."""
+    card = load_model_card(card_path_for(model.path))
+    interpreter, data = open_interpreter(card.file, model.num_threads)
+    inputs = interpreter.get_input_details()
+    if len(inputs) != 1:
+        raise ModelError(f"{card.file}: model needs one input tensor, found {len(inputs)}")
+    try:
+        writer = InputWriter(interpreter, TensorInfo.from_details(inputs[0]), card)
+    except ValueError as e:
+        raise ModelError(f"{card.file}: {e}") from None
+    size = (writer.width, writer.height)
+    tiles = tuple(model.tiles)
+
+    if card.kind == "density":
+        if tiles != (1, 1):
+            raise ModelError(f"{card.path}: tiles {list(tiles)} apply to detectors only, "
+                             "not to a density model")
+        head = DensityHead(interpreter, card.file, size, zones, card.output_stride)
+        return Counter(card, model, interpreter, writer, head, zones, None)
+
+    class_ids = counted_class_ids(card, model.classes or card.count_classes)
+    threshold = model.threshold if model.threshold is not None else card.default_threshold
+    if card.kind == "ssd":
+        head = SsdHead(interpreter, data, card.file, class_ids, threshold)
+        if card.max_detections is not None and card.max_detections != head.cap:
+            log.warning("%s: card says max_detections = %d but %s has %d detection slots",
+                        card.path, card.max_detections, card.file.name, head.cap)
+    else:
+        head = YoloxHead(interpreter, card.file, size, class_ids, threshold, model.nms_iou)
+    tiler = Tiler(tiles[0], tiles[1], model.tile_overlap, model.nms_iou)
+    return Counter(card, model, interpreter, writer, head, zones, tiler)
+
+
+__all__ = ["Counter", "ModelError", "load_counter"]

@@ -1,0 +1,59 @@
+"""Density-map models: output [1, H, W, 1], people per cell, summing to the count.
+
+Dense crowds defeat detectors (people hide each other); a density model
+instead regresses how much person each output cell holds. The total is the
+map's sum and a zone's count is the map weighted by the zone's mask (see
+zones.py: fractional weights where the zone edge cuts a cell). The masks are
+made once at load for the output resolution and kept as one zones x cells
+matrix, so a frame costs one dequantize and one small matrix-vector product.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping, Optional
+
+import numpy as np
+
+from crowdsign.counting.modelcard import ModelError
+from crowdsign.counting.runtime import Dequantizer, TensorInfo
+from crowdsign.zones import ZoneGeometry
+
+
+class DensityHead:
+    """Sums a density map, in total and under each zone."""
+
+    def __init__(self, interpreter: Any, path: Path, input_size: tuple[int, int],
+                 zones: ZoneGeometry, output_stride: Optional[int]):
+        outputs = interpreter.get_output_details()
+        if len(outputs) != 1:
+            raise ModelError(f"{path}: density model needs one output [1, H, W, 1], "
+                             f"found {len(outputs)}")
+        try:
+            info = TensorInfo.from_details(outputs[0])
+        except ValueError as e:
+            raise ModelError(f"{path}: {e}") from None
+        shape = info.shape
+        if not (len(shape) in (3, 4) and shape[0] == 1 and (len(shape) == 3 or shape[3] == 1)):
+            raise ModelError(f"{path}: unsupported density output layout {list(shape)}, "
+                             "expected [1, H, W, 1]")
+        height, width = shape[1], shape[2]
+        if output_stride is not None and (input_size[0] != width * output_stride
+                                          or input_size[1] != height * output_stride):
+            raise ModelError(
+                f"{path}: output {width}x{height} is not input {input_size[0]}x"
+                f"{input_size[1]} / output_stride {output_stride} as the card says")
+        self.map_size = (width, height)
+        self._out = Dequantizer(interpreter, info)
+        self._names = zones.names
+        self._masks = np.ascontiguousarray(
+            zones.masks_for(height, width).reshape(len(zones.names), -1), dtype=np.float32)
+        self._sums = np.empty(len(zones.names), dtype=np.float32)
+
+    def decode(self) -> tuple[float, Mapping[str, float]]:
+        """The frame's total and each zone's share."""
+        flat = self._out().reshape(-1)
+        np.matmul(self._masks, flat, out=self._sums)
+        return (float(flat.sum(dtype=np.float64)),
+                MappingProxyType({n: float(s) for n, s in zip(self._names, self._sums)}))

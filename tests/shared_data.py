@@ -1,0 +1,30 @@
+"""Where the tests find ../shared (read-only data and third-party models).
+
+Locally a missing shared file skips the test that needs it; under CI (env
+CI=true) it fails, so a broken checkout of the shared data cannot pass green.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+
+
+def on_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def shared_path(*parts: str) -> Path:
+    """The path of ../shared/<parts>; skip (fail under CI) when it is missing."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        message = f"shared data missing: {path}"
+        if on_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    return path

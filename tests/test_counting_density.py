@@ -1,0 +1,104 @@
+"""Density backend on a real one-op TFLite model: totals and zone sums as the math says."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from crowdsign.config import ModelConfig, ZoneConfig
+from crowdsign.counting.counter import load_counter
+from crowdsign.counting.modelcard import ModelError
+from crowdsign.frames import Frame, PixelFormat
+from crowdsign.zones import ZoneGeometry
+from tflite_fixtures import write_density_model
+
+LEFT = ZoneConfig("left", ((0.0, 0.0), (0.5, 0.0), (0.5, 1.0), (0.0, 1.0)))
+RIGHT = ZoneConfig("right", ((0.5, 0.0), (1.0, 0.0), (1.0, 1.0), (0.5, 1.0)))
+ZONES = ZoneGeometry([LEFT, RIGHT])
+
+
+def _frame(pixels: np.ndarray, fmt: PixelFormat = PixelFormat.GRAY) -> Frame:
+    return Frame(pixels, fmt, 12.5, 7)
+
+
+def test_bright_block_counts_in_left_zone_only(tmp_path):
+    card = write_density_model(tmp_path)
+    counter = load_counter(ModelConfig(path=card, num_threads=1), ZONES)
+    image = np.zeros((64, 64), np.uint8)
+    image[8:24, 8:24] = 255  # 256 pixels of 1.0 each, pooled 4x4: 16 cells of 1.0
+    counts = counter.count(_frame(image))
+    assert counts.frame == 7 and counts.timestamp == 12.5
+    assert counts.total == pytest.approx(16.0, abs=1e-4)
+    assert counts.zones["left"] == pytest.approx(16.0, abs=1e-4)
+    assert counts.zones["right"] == pytest.approx(0.0, abs=1e-6)
+    assert counter.input_format is PixelFormat.GRAY
+    assert counter.input_size == (64, 64)
+    assert counter.timings.invokes == 1 and counter.timings.invoke_ms > 0
+
+
+def test_lut_path_quantizes_with_card_std(tmp_path):
+    # std 127.5 with input scale 1/255: pixel p becomes q = 2p (clipped), not identity.
+    card = write_density_model(tmp_path, input_std=127.5)
+    counter = load_counter(ModelConfig(path=card, num_threads=1), ZONES)
+    image = np.zeros((64, 64), np.uint8)
+    image[40:56, 36:60] = 100
+    counts = counter.count(_frame(image))
+    expected = (16 * 24) * 200 / 255 / 16  # sum of q * scale, over 16 pixels per cell
+    assert counts.total == pytest.approx(expected, rel=1e-3)
+    assert counts.zones["right"] == pytest.approx(expected, rel=1e-3)
+    assert counts.zones["left"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_zone_sums_match_zone_geometry(tmp_path):
+    """A block cut by the zone edge is shared by mask weight, the same as sum_density."""
+    card = write_density_model(tmp_path)
+    counter = load_counter(ModelConfig(path=card, num_threads=1), ZONES)
+    image = np.zeros((64, 64), np.uint8)
+    image[0:16, 24:40] = 255  # straddles x = 32, the zone border
+    counts = counter.count(_frame(image))
+    density = np.zeros((16, 16), np.float32)
+    density[0:4, 6:10] = 1.0
+    expected = ZONES.sum_density(density)
+    assert counts.zones["left"] == pytest.approx(expected["left"], abs=1e-4)
+    assert counts.zones["right"] == pytest.approx(expected["right"], abs=1e-4)
+    assert counts.total == pytest.approx(16.0, abs=1e-4)
+
+
+def test_yuv420_luma_plane_feeds_gray_model(tmp_path):
+    card = write_density_model(tmp_path)
+    counter = load_counter(ModelConfig(path=card, num_threads=1), ZONES)
+    luma = np.zeros((128, 128), np.uint8)
+    luma[16:48, 80:112] = 255  # even edges: a 2x linear downscale keeps it exact
+    i420 = np.vstack([luma, np.full((64, 128), 77, np.uint8)])  # chroma must not leak in
+    counts = counter.count(_frame(i420, PixelFormat.YUV420))
+    assert counts.total == pytest.approx(16.0, abs=1e-4)
+    assert counts.zones["right"] == pytest.approx(16.0, abs=1e-4)
+
+
+@pytest.mark.parametrize("fmt", [PixelFormat.RGB, PixelFormat.BGR])
+def test_colour_frames_are_converted_to_gray(tmp_path, fmt):
+    card = write_density_model(tmp_path)
+    counter = load_counter(ModelConfig(path=card, num_threads=1), ZONES)
+    image = np.zeros((64, 64, 3), np.uint8)
+    image[8:24, 8:24] = 255
+    assert counter.count(_frame(image, fmt)).total == pytest.approx(16.0, abs=1e-4)
+
+
+def test_density_rejects_tiles(tmp_path):
+    card = write_density_model(tmp_path)
+    with pytest.raises(ModelError, match="detectors only") as e:
+        load_counter(ModelConfig(path=card, tiles=(2, 2)), ZONES)
+    assert str(card) in str(e.value)
+
+
+def test_density_checks_output_stride(tmp_path):
+    card = write_density_model(tmp_path)
+    card.write_text(card.read_text().replace("output_stride = 4", "output_stride = 8"))
+    with pytest.raises(ModelError, match="output_stride 8"):
+        load_counter(ModelConfig(path=card), ZONES)
+
+
+def test_tflite_path_finds_card_beside_it(tmp_path):
+    write_density_model(tmp_path)
+    counter = load_counter(ModelConfig(path=tmp_path / "density.tflite"), ZONES)
+    assert counter.describe() == "density 64x64 gray uint8, 2 threads"
