@@ -80,6 +80,10 @@ class Counter:
             text += f", {self._tiler.rows}x{self._tiler.cols} tiles"
         return text
 
+    def close(self) -> None:
+        """Release the interpreter and its tensors; the counter is unusable afterwards."""
+        self._interpreter = self._head = self._writer = None
+
     def count(self, frame: Frame) -> ZoneCounts:
         """People in the frame, in total and per zone; sets `timings` for this frame."""
         if isinstance(self._head, DensityHead):
