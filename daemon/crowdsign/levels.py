@@ -229,9 +229,13 @@ class LevelTracker:
         """True when nothing was observed yet or the last frame is too old at `now`."""
         return self._last_ts is None or now - self._last_ts > self._config.stale_after_s
 
-    def update(self, now: float, fps: float, infer_ms: float) -> Update:
-        """What the signs should show at `now` (monotonic seconds)."""
-        if self.is_stale(now):
+    def update(self, now: float, fps: float, infer_ms: float, *, no_data: bool = False) -> Update:
+        """What the signs should show at `now` (monotonic seconds).
+
+        `no_data` forces the stale state (the daemon is stopping: the sign must
+        not keep showing numbers nobody updates any more).
+        """
+        if no_data or self.is_stale(now):
             self._went_stale = True
             return Update(t=now, frame=self._frame, total=None,
                           zones={name: None for name in self._zones},

@@ -192,7 +192,7 @@ class Supervisor:
     def _publish_final(self) -> None:
         """On the way out, the sign gets the stale ("no data") state, not old numbers."""
         if self._last_update is not None:
-            final = self.tracker.update(float("inf"), fps=0.0, infer_ms=0.0)
+            final = self.tracker.update(self.clock(), fps=0.0, infer_ms=0.0, no_data=True)
             for sink in self.sinks:
                 sink.publish(final)
 
