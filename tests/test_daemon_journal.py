@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -30,17 +31,27 @@ def require(condition: bool, why: str) -> None:
         pytest.skip(why)
 
 
+def journald_listening() -> bool:
+    """Whether a journald answers on its socket (a stale socket file refuses)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(str(JOURNAL_SOCKET))
+        except OSError:
+            return False
+    return True
+
+
 @pytest.fixture(scope="module")
 def journald():
     """A running journald: the machine's, or one started for these tests."""
     started = None
-    if not JOURNAL_SOCKET.exists():
+    if not journald_listening():
         require(JOURNALD.exists() and os.geteuid() == 0,
                 "no journald running and cannot start one (needs root and Debian's systemd)")
         started = subprocess.Popen([str(JOURNALD)], stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
-        while not JOURNAL_SOCKET.exists():
+        while not journald_listening():
             assert time.monotonic() < deadline, "systemd-journald did not create its socket"
             time.sleep(0.05)
     require(shutil.which("journalctl") is not None, "journalctl is not installed")
