@@ -29,13 +29,13 @@ class ZoneGeometry:
             raise ValueError("at least one zone is needed")
         self.names: tuple[str, ...] = tuple(z.name for z in zones)
         self._polygons = [np.asarray(z.polygon, dtype=np.float64) for z in zones]
+        self._edges = PolygonEdges(self._polygons)
         self._masks: dict[tuple[int, int], np.ndarray] = {}
 
     def count_points(self, x: np.ndarray, y: np.ndarray) -> Mapping[str, int]:
         """How many of the points (normalised x right, y down) lie in each zone."""
-        return MappingProxyType({
-            name: int(np.count_nonzero(points_in_polygon(x, y, poly)))
-            for name, poly in zip(self.names, self._polygons)})
+        counts = np.count_nonzero(self._edges.inside(x, y), axis=1)
+        return MappingProxyType({name: int(n) for name, n in zip(self.names, counts)})
 
     def masks_for(self, height: int, width: int) -> np.ndarray:
         """Zone weights for a height x width map: zones x height x width float32 in 0..1."""
@@ -52,17 +52,36 @@ class ZoneGeometry:
         return MappingProxyType({n: float(s) for n, s in zip(self.names, sums)})
 
 
+class PolygonEdges:
+    """The edges of all zones in flat arrays, so points are tested against every
+    zone in a handful of numpy operations (this runs once per frame)."""
+
+    def __init__(self, polygons: Sequence[np.ndarray]):
+        starts = np.concatenate([p for p in polygons])
+        ends = np.concatenate([np.roll(p, -1, axis=0) for p in polygons])
+        self._x1, self._y1 = starts[:, 0], starts[:, 1]
+        dy = ends[:, 1] - starts[:, 1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            self._slope = np.where(dy != 0, (ends[:, 0] - starts[:, 0]) / dy, 0.0)
+        self._y2 = ends[:, 1]
+        self._first_edge = np.cumsum([0] + [len(p) for p in polygons[:-1]])
+
+    def inside(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Even-odd rule: zones x points, True where the point lies inside the zone."""
+        x = np.asarray(x, dtype=np.float64)[:, None]
+        y = np.asarray(y, dtype=np.float64)[:, None]
+        if x.shape[0] == 0:
+            return np.zeros((len(self._first_edge), 0), dtype=bool)
+        crosses = (self._y1 > y) != (self._y2 > y)
+        x_at_y = self._x1 + (y - self._y1) * self._slope
+        hits = (crosses & (x < x_at_y)).astype(np.uint8)
+        per_zone = np.add.reduceat(hits, self._first_edge, axis=1)
+        return (per_zone.T % 2) == 1
+
+
 def points_in_polygon(x: np.ndarray, y: np.ndarray, polygon: np.ndarray) -> np.ndarray:
     """Even-odd rule: which of the points (x[i], y[i]) lie inside the polygon."""
-    x = np.asarray(x, dtype=np.float64)[:, None]
-    y = np.asarray(y, dtype=np.float64)[:, None]
-    x1, y1 = polygon[:, 0][None, :], polygon[:, 1][None, :]
-    x2, y2 = np.roll(polygon[:, 0], -1)[None, :], np.roll(polygon[:, 1], -1)[None, :]
-    crosses = (y1 > y) != (y2 > y)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        x_at_y = x1 + (y - y1) * (x2 - x1) / (y2 - y1)
-    inside = crosses & (x < x_at_y)
-    return (np.count_nonzero(inside, axis=1) % 2) == 1
+    return PolygonEdges([np.asarray(polygon, dtype=np.float64)]).inside(x, y)[0]
 
 
 def polygon_mask(polygon: np.ndarray, height: int, width: int) -> np.ndarray:
