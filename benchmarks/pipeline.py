@@ -15,7 +15,6 @@ more to interleave them and see the noise.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import resource

@@ -13,12 +13,11 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import Mapping, Sequence
 
-import cv2
 import numpy as np
 
 from crowdsign.config import ZoneConfig
 
-_MASK_SUPERSAMPLE = 4
+MASK_SUPERSAMPLE = 8
 
 
 class ZoneGeometry:
@@ -85,10 +84,17 @@ def points_in_polygon(x: np.ndarray, y: np.ndarray, polygon: np.ndarray) -> np.n
 
 
 def polygon_mask(polygon: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Fraction of each cell of a height x width grid covered by the polygon."""
-    s = _MASK_SUPERSAMPLE
-    canvas = np.zeros((height * s, width * s), dtype=np.uint8)
-    corners = np.round(polygon * [width * s, height * s] - 0.5).astype(np.int32)
-    cv2.fillPoly(canvas, [corners], 255)
-    coverage = cv2.resize(canvas, (width, height), interpolation=cv2.INTER_AREA)
-    return coverage.astype(np.float32) / 255.0
+    """Fraction of each cell of a height x width grid covered by the polygon.
+
+    Each cell is split into MASK_SUPERSAMPLE x MASK_SUPERSAMPLE sub-cells whose
+    centres are tested with the same even-odd rule as points, so zones that
+    share an edge split every cell between them without gap or overlap.
+    """
+    s = MASK_SUPERSAMPLE
+    edges = PolygonEdges([np.asarray(polygon, dtype=np.float64)])
+    xs = (np.arange(width * s) + 0.5) / (width * s)
+    inside = np.empty((height * s, width * s), dtype=np.float32)
+    for row in range(height * s):
+        y = np.full(width * s, (row + 0.5) / (height * s))
+        inside[row] = edges.inside(xs, y)[0]
+    return inside.reshape(height, s, width, s).mean(axis=(1, 3))
