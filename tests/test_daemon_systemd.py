@@ -45,7 +45,7 @@ def test_ready_status_watchdog_and_stopping_reach_systemd(tmp_path, notify):
         exited = time.monotonic() - stop_sent
         notify.drain(0.3)
         assert any("STOPPING=1" in m for _, m in notify.messages)
-        assert exited < 3.0, f"SIGTERM took {exited:.1f} s to stop the daemon"
+        assert exited < 2.0, f"SIGTERM took {exited:.1f} s to stop the daemon"
     finally:
         daemon.kill()
 

@@ -179,3 +179,25 @@ def test_after_a_long_pause_the_replay_resumes_instead_of_skipping_it_all(folder
         assert frame[0] == 1 + 11  # at most a second of the recording (plus one) skipped
         clock_now[0] += 0.1
         assert take(source, 1, timeout=0.0)[0][0] == 13  # and on the clock again
+
+
+def test_frames_decoded_ahead_are_the_recordings_own_in_order(video):
+    reference = cv2.VideoCapture(str(video))
+    expected = [reference.read()[1] for _ in range(6)]
+    reference.release()
+    with ReplaySource(video, pace="fast") as source:
+        frames = take(source, 6)
+    assert [f[0] for f in frames] == list(range(6))
+    for frame, pixels in zip(frames, expected):
+        assert np.array_equal(frame[1], pixels)
+
+
+def test_fast_replay_exits_at_the_end_with_decoding_ahead(folder):
+    count = 3  # images in the folder
+    with ReplaySource(folder, pace="fast", at_end="exit") as source:
+        assert [f[0] for f in take(source, count - 1)] == [0, 1]
+        with source.capture(1.0) as last:
+            assert last is not None and last.index == count - 1
+        with pytest.raises(SourceExhausted):
+            with source.capture(1.0):
+                pass

@@ -386,6 +386,8 @@ def validate(config: Config, where: str) -> list[str]:
          f"must start with one of {', '.join(k + ':' for k in SOURCE_KINDS)}, got {s.uri!r}")
     need(s.kind not in ("replay", "v4l2", "gst") or bool(s.target), "[source].uri",
          f"{s.kind}: needs a target after the colon, got {s.uri!r}")
+    need(s.kind != "picamera2" or s.target == "" or s.target.isdigit(), "[source].uri",
+         f"picamera2 takes a camera number (picamera2:0), got {s.uri!r}")
     need(s.pace in ("realtime", "fast"), "[source].pace", f"must be realtime or fast, got {s.pace!r}")
     need(s.at_end in ("loop", "exit", "stall"), "[source].at_end",
          f"must be loop, exit or stall, got {s.at_end!r}")

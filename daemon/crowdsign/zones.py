@@ -60,7 +60,7 @@ class PolygonEdges:
         ends = np.concatenate([np.roll(p, -1, axis=0) for p in polygons])
         self._x1, self._y1 = starts[:, 0], starts[:, 1]
         dy = ends[:, 1] - starts[:, 1]
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             self._slope = np.where(dy != 0, (ends[:, 0] - starts[:, 0]) / dy, 0.0)
         self._y2 = ends[:, 1]
         self._first_edge = np.cumsum([0] + [len(p) for p in polygons[:-1]])

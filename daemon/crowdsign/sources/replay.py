@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Optional, Union
@@ -112,6 +113,34 @@ class _FolderReader:
 _Reader = Union[_VideoReader, _FolderReader]
 
 
+class _DecodeAhead:
+    """Decodes the next frame on a worker thread while the current one is counted.
+
+    A camera fills its next buffer while the last one is being read; with
+    `pace="fast"` this makes a recording do the same, so the frame loop's
+    capture step is a hand-over, not a decode (OpenCV releases the GIL while
+    it decodes). At most one frame is decoded ahead.
+    """
+
+    def __init__(self, reader: "_Reader"):
+        self._reader = reader
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="replay-decode")
+        self._next: Optional[Future] = None
+
+    def start(self) -> None:
+        if self._next is None:
+            self._next = self._pool.submit(self._reader.read, True)
+
+    def take(self) -> tuple[bool, Optional[np.ndarray]]:
+        """The frame decoded ahead (or decoded now, if none was started)."""
+        future, self._next = self._next, None
+        return future.result() if future is not None else self._reader.read(True)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._next = None
+
+
 class ReplaySource(FrameSource):
     """A video file or image folder replayed as a camera.
 
@@ -135,6 +164,7 @@ class ReplaySource(FrameSource):
         self.path = Path(path)
         self._pace, self._at_end, self._fps, self._clock = pace, at_end, fps, clock
         self._reader: Optional[_Reader] = None
+        self._ahead: Optional[_DecodeAhead] = None
         self._pending: Optional[np.ndarray] = None  # frame 0, decoded by open() to prove the file
         self._period = 1.0 / DEFAULT_FPS
         self._position = 0        # recording frames consumed since open, across loops
@@ -168,14 +198,18 @@ class ReplaySource(FrameSource):
             reader.close()
             raise SourceError(f"{name}: cannot be decoded: no frames in it")
         self._reader, self._pending = reader, first
+        if self._pace == "fast":
+            self._ahead = _DecodeAhead(reader)
         self._period = 1.0 / (self._fps or reader.fps or DEFAULT_FPS)
         self._position = 0
         self._start, self._ended = None, False
 
     def close(self) -> None:
+        if self._ahead is not None:
+            self._ahead.close()
         if self._reader is not None:
             self._reader.close()
-        self._reader, self._pending = None, None
+        self._reader, self._pending, self._ahead = None, None, None
 
     @contextmanager
     def capture(self, timeout: float) -> Iterator[Optional[Frame]]:
@@ -227,7 +261,7 @@ class ReplaySource(FrameSource):
         if self._pending is not None:  # frame 0, decoded by open()
             image, self._pending = self._pending, None
         else:
-            got, image = self._reader.read(decode)
+            got, image = self._ahead.take() if self._ahead else self._reader.read(decode)
             if not got:
                 if self._at_end == "exit":
                     raise SourceExhausted(f"{self.describe()}: end of the recording "
@@ -240,4 +274,6 @@ class ReplaySource(FrameSource):
                 if not got:
                     raise SourceError(f"{self.describe()}: no frames after rewinding")
         self._position += 1
+        if self._ahead is not None:
+            self._ahead.start()
         return True, image
