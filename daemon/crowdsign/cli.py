@@ -1,4 +1,5 @@
-"""The `crowdsign` command: `run` (the daemon) and `check` (validate a config).
+"""The `crowdsign` command: `run` (the daemon), `check` (validate a config) and
+`bench` (accuracy and speed of models on labelled images).
 
 Exit codes: 0 clean stop; 2 bad config, model or command line (the unit's
 RestartPreventExitStatus, so a broken config never becomes a restart storm);
@@ -40,6 +41,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="validate a config, its model, source and outputs")
     _add_config_args(check)
+
+    bench = sub.add_parser("bench", help="accuracy and speed of models on labelled images")
+    bench.add_argument("--data", type=Path, required=True, metavar="DIR",
+                       help="folder with labels.jsonl (image, count per line)")
+    bench.add_argument("--model", type=Path, action="append", required=True, metavar="PATH",
+                       help="model card or .tflite; repeat to compare models in one run")
+    bench.add_argument("--tiles", default="1x1", metavar="RxC", help="detector tiles")
+    bench.add_argument("--threads", type=int, default=2, metavar="N", help="TFLite threads")
+    bench.add_argument("--limit", type=int, metavar="N", help="only the first N images")
+    bench.add_argument("--json", action="store_true", help="one JSON object per model")
     return parser
 
 
@@ -77,6 +88,10 @@ def load_with_overrides(args: argparse.Namespace) -> Config:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "bench":
+        from crowdsign.bench import bench_main
+
+        return bench_main(args.data, args.model, args.tiles, args.threads, args.limit, args.json)
     try:
         config = load_with_overrides(args)
     except ConfigError as e:

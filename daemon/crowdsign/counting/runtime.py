@@ -29,7 +29,8 @@ except ImportError:  # pragma: no cover - boards with tflite-runtime only
 FILE_IDENTIFIER = b"TFL3"
 
 
-def _interpreter_class() -> Any:
+def interpreter_class() -> Any:
+    """The TFLite Interpreter class: ai-edge-litert's, else tflite-runtime's, else None."""
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:  # pragma: no cover - boards with tflite-runtime only
@@ -83,12 +84,12 @@ def read_model_bytes(path: Path) -> bytes:
 def open_interpreter(path: Path, num_threads: int) -> tuple[Any, bytes]:
     """An allocated interpreter for the model at `path`, and the model's bytes."""
     data = read_model_bytes(path)
-    interpreter_class = _interpreter_class()
-    if interpreter_class is None:
+    make_interpreter = interpreter_class()
+    if make_interpreter is None:
         raise ModelError(f"{path}: no TFLite runtime installed "
                          "(pip install ai-edge-litert, or tflite-runtime)")
     try:
-        interpreter = interpreter_class(model_path=str(path), num_threads=num_threads)
+        interpreter = make_interpreter(model_path=str(path), num_threads=num_threads)
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as e:
         first = next((ln for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
