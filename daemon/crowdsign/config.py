@@ -223,7 +223,7 @@ _SECTIONS = {
 
 def load_config(path: Union[str, Path]) -> Config:
     """Read and validate a config file; raise ConfigError listing every problem."""
-    path = Path(path)
+    path = Path(path).absolute()
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
