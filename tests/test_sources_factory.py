@@ -35,6 +35,13 @@ def test_a_replay_config_makes_a_reopening_replay_that_delivers():
         assert source.state == "ok"
 
 
+def test_picamera2_hands_a_gray_model_the_luma_plane_only():
+    gray = make_backend(SourceConfig(uri="picamera2"), model_size=(320, 240),
+                        model_format=PixelFormat.GRAY)
+    assert gray.fmt is PixelFormat.YUV420 and gray.luma_only
+    assert not make_backend(SourceConfig(uri="picamera2"), **MODEL).luma_only
+
+
 def test_picamera2_takes_the_model_size_and_yuv420_unless_told():
     backend = make_backend(SourceConfig(uri="picamera2"), **MODEL)
     assert isinstance(backend, Picamera2Source)

@@ -91,6 +91,19 @@ def test_a_padded_stride_is_repacked_into_proper_i420(rig):
     assert rig.outstanding() == 0
 
 
+@pytest.mark.parametrize("width", [320, 300])
+def test_a_gray_model_gets_the_luma_plane_as_a_view_whatever_the_stride(rig, width):
+    with source_on(rig, width, 240, luma_only=True) as source:
+        assert source.zero_copy
+        with source.capture(1.0) as frame:
+            assert frame.format is PixelFormat.GRAY
+            assert frame.pixels.shape == (240, width)
+            assert np.shares_memory(frame.pixels, rig.requests[0].buffer)
+            expected = cv2.cvtColor(rig.reference_bgr(0, (width, 240)), cv2.COLOR_BGR2YUV_I420)
+            assert np.array_equal(frame.pixels, expected[:240])
+    assert rig.outstanding() == 0
+
+
 @pytest.mark.parametrize("fmt, libcamera_format", [(PixelFormat.RGB, "BGR888"),
                                                    (PixelFormat.BGR, "RGB888")])
 def test_three_channel_lores_on_pi5_is_a_view_in_the_asked_order(rig, fmt, libcamera_format):

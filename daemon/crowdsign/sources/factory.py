@@ -56,7 +56,8 @@ def make_backend(config: SourceConfig, model_size: tuple[int, int],
             _camera_number(config), width, height,
             fmt=_picamera2_format(config.format, model_format),
             buffer_count=config.buffer_count,
-            scaler_crop=(crop[0], crop[1], crop[2], crop[3]) if crop else None)
+            scaler_crop=(crop[0], crop[1], crop[2], crop[3]) if crop else None,
+            luma_only=model_format is PixelFormat.GRAY)
     raise SourceError(f"{config.uri}: unknown source kind {kind!r}")
 
 

@@ -31,6 +31,11 @@ is stride/2 long; so the frame is repacked into one preallocated buffer
 (1.5 bytes a pixel, about 0.1 ms at 300 x 300). Choose a width that is a
 multiple of 64 to keep the zero-copy path; `zero_copy` says which one runs.
 
+A grayscale model needs the luma plane only: with `luma_only` the frame is
+PixelFormat.GRAY, a strided view of the first `height` rows of the buffer,
+cut to `width` columns. That is a view whatever the stride, so a gray model
+never copies a pixel, and the chroma planes are never touched.
+
 picamera2 is imported inside open() only, so the daemon and its tests run on
 machines without it; tests pass a stand-in module instead.
 """
@@ -83,6 +88,8 @@ class Picamera2Source(FrameSource):
     buffer_count:   camera buffers; more absorbs jitter, fewer saves memory.
     scaler_crop:    (x, y, width, height) in sensor pixels, or None for the
                     whole field of view.
+    luma_only:      with YUV420, hand over the luma plane alone as a GRAY
+                    frame (for grayscale models): always a view, never a copy.
     picamera2_module: the module providing Picamera2 and MappedArray; None
                     imports picamera2 at open().
 
@@ -94,13 +101,15 @@ class Picamera2Source(FrameSource):
     def __init__(self, camera_num: int = 0, width: int = 320, height: int = 240, *,
                  fmt: PixelFormat = PixelFormat.YUV420, buffer_count: int = 4,
                  scaler_crop: Optional[tuple[int, int, int, int]] = None,
-                 picamera2_module: Optional[Any] = None):
+                 luma_only: bool = False, picamera2_module: Optional[Any] = None):
         if fmt not in LIBCAMERA_FORMATS:
             raise ValueError(f"fmt must be one of {list(LIBCAMERA_FORMATS)}, got {fmt!r}")
         if width <= 0 or height <= 0 or width % 2 or height % 2:
             raise ValueError(f"lores size must be positive and even, got {width}x{height}")
         self.camera_num, self.width, self.height = camera_num, width, height
         self.fmt, self.buffer_count, self.scaler_crop = fmt, buffer_count, scaler_crop
+        self.luma_only = luma_only and fmt is PixelFormat.YUV420
+        self._frame_format = PixelFormat.GRAY if self.luma_only else fmt
         self._module = picamera2_module
         self._cam: Any = None
         self._mapped_array: Any = None
@@ -135,7 +144,8 @@ class Picamera2Source(FrameSource):
             raise SourceError(f"{name}: cannot configure or start the camera: {e}") from None
         self._cam, self._mapped_array = cam, module.MappedArray
         self.width, self.height = (int(v) for v in lores["size"])
-        self.zero_copy = self.fmt is not PixelFormat.YUV420 or int(lores["stride"]) == self.width
+        self.zero_copy = (self.fmt is not PixelFormat.YUV420 or self.luma_only
+                          or int(lores["stride"]) == self.width)
         self._packed = None if self.zero_copy else np.empty(
             (self.height * 3 // 2, self.width), np.uint8)
         self._delivered = 0
@@ -165,7 +175,7 @@ class Picamera2Source(FrameSource):
         try:
             stamp = self._timestamp(request)
             with self._mapped_array(request, "lores") as mapped:
-                frame = Frame(pixels=self._pixels(mapped.array), format=self.fmt,
+                frame = Frame(pixels=self._pixels(mapped.array), format=self._frame_format,
                               timestamp=stamp, index=self._delivered)
                 self._delivered += 1
                 yield frame
@@ -175,7 +185,9 @@ class Picamera2Source(FrameSource):
     # --- internals -------------------------------------------------------------
 
     def _pixels(self, array: np.ndarray) -> np.ndarray:
-        """The frame's pixels: the mapped view itself, or the I420 repack of a padded one."""
+        """The frame's pixels: the mapped view, its luma plane, or the I420 repack of a padded one."""
+        if self.luma_only:
+            return array[:self.height, :self.width]
         if self._packed is None:
             return array
         h, w = self.height, self.width
