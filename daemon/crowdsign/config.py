@@ -178,8 +178,185 @@ class SerialOutputConfig:
     write_timeout_s: float = 1.0
 
 
-OutputConfig = SerialOutputConfig
-OUTPUT_TYPES: dict[str, type] = {"serial": SerialOutputConfig}
+DEFAULT_NOTICE = "Anonymous counting - no images recorded"
+"""What display sinks cycle by default: data-protection rules ask for
+information on the device itself (see README, "Public notice")."""
+
+
+@dataclass(frozen=True)
+class IbisTelegramConfig:
+    """One IBIS telegram sent per update (VDV 300 data records).
+
+    type:     `DS003a` (`zA` + blocks + text: destination text of a front
+              display), `DS021` (`aA` + address + blocks + text: text for the
+              display at `address`), or `DS001` (`l` + three digits: a number,
+              e.g. level codes, for a line-number field).
+    address:  DS021 only: the display's address, 0..15.
+    blocks:   DS003a / DS021: text length in blocks of 16 characters, 1..15;
+              the text is padded with spaces or cut to blocks * 16.
+    template: what to send, with the serial template's fields (`{levels}`,
+              `{count[NAME]}`, `{code[NAME]}`, `{best}`, ...). DS001 takes
+              one to three digits, e.g. `{code[car1]}{code[car2]}`.
+    no_data:  text sent instead while there is no data (stale counts, camera
+              lost, daemon stopping); empty: the template itself, whose counts
+              then read `--`, codes 0 and `{best}` `--`.
+    """
+
+    type: str = "DS003a"
+    address: int = 0
+    blocks: int = 3
+    template: str = "{levels}"
+    no_data: str = ""
+
+
+@dataclass(frozen=True)
+class IbisOutputConfig:
+    """A platform display on an IBIS bus (VDV 300): ASCII telegrams, CR, checksum.
+
+    port:     a serial device (an RS-485 / IBIS interface: `/dev/ttyUSB0`,
+              `/dev/serial0`) or a pyserial URL.
+    baudrate, bytesize, parity, stopbits: 1200 baud 7E2 is the IBIS standard.
+    telegrams: the telegrams sent for each update, in order ([[outputs.telegrams]]
+              tables); one DS003a with `{levels}` by default.
+    notice:   the public notice text telegrams show instead of the counts for
+              `notice_for_s` seconds every `notice_every_s` seconds (0: never).
+    rate_hz:  most updates sent per second (at 1200 baud a 50-character
+              telegram takes about 0.5 s).
+    backoff_initial_s, backoff_max_s, write_timeout_s: as for `serial`.
+    """
+
+    type: str
+    port: str
+    baudrate: int = 1200
+    bytesize: int = 7
+    parity: str = "E"
+    stopbits: float = 2
+    telegrams: tuple[IbisTelegramConfig, ...] = (IbisTelegramConfig(),)
+    notice: str = DEFAULT_NOTICE
+    notice_every_s: float = 60.0
+    notice_for_s: float = 5.0
+    rate_hz: float = 1.0
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 10.0
+    write_timeout_s: float = 2.0
+
+
+@dataclass(frozen=True)
+class ModbusOutputConfig:
+    """A Modbus RTU server (slave) on a serial line that a PLC or
+    passenger-information controller polls; register map in the README.
+
+    port:     the RS-485 serial device (`/dev/ttyUSB0`, `/dev/serial0`).
+    baudrate, bytesize, parity, stopbits: 19200 8E1 is the Modbus default.
+    unit_id:  this server's Modbus address on the bus, 1..247.
+    backoff_initial_s, backoff_max_s: reopen delays when the port is gone.
+    """
+
+    type: str
+    port: str
+    baudrate: int = 19200
+    bytesize: int = 8
+    parity: str = "E"
+    stopbits: float = 1
+    unit_id: int = 1
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class LedMatrixOutputConfig:
+    """An LED matrix of MAX7219 modules (8x8 each, cascaded) on SPI, via luma.led_matrix.
+
+    device:   `max7219` (the real chain on /dev/spidev<spi_port>.<spi_device>)
+              or `dummy` (luma's in-memory device, for bench rigs and tests;
+              nothing is driven).
+    spi_port, spi_device: the SPI bus and chip select (Pi: 0, 0 = CE0).
+    cascaded: modules in the chain; width 0 means 8 * cascaded pixels.
+    width, height: the matrix in pixels (height 8 for one row of modules).
+    block_orientation: luma's per-module rotation, 0, 90, -90 or 180 (the
+              common 4-in-1 boards need -90).
+    rotate:   whole-display rotation, 0..3 (quarter turns).
+    contrast: LED brightness, 0..255.
+    layout:   `bars` (each car a bar, one step per level) or `numbers`
+              (people per car); cars are the [[cars]], or the zones.
+    arrow:    draw an arrow above the recommended (least crowded) car.
+    no_data_text: shown, centred, while there is no data; "" blanks the matrix.
+    notice, notice_every_s, notice_for_s: the public notice, scrolled across
+              every notice_every_s seconds (0: never) for at most notice_for_s.
+    scroll_px_s: scrolling speed of the notice, pixels per second.
+    capture_png: `dummy` only: write each frame shown to this PNG file, so a
+              bench or test can look at the display.
+    rate_hz, backoff_initial_s, backoff_max_s: as for `serial`.
+    """
+
+    type: str
+    device: str = "max7219"
+    spi_port: int = 0
+    spi_device: int = 0
+    cascaded: int = 4
+    width: int = 0
+    height: int = 8
+    block_orientation: int = 0
+    rotate: int = 0
+    contrast: int = 64
+    layout: str = "bars"
+    arrow: bool = True
+    no_data_text: str = "--"
+    notice: str = DEFAULT_NOTICE
+    notice_every_s: float = 60.0
+    notice_for_s: float = 15.0
+    scroll_px_s: float = 24.0
+    capture_png: str = ""
+    rate_hz: float = 4.0
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 10.0
+
+    @property
+    def port(self) -> str:
+        """The device for `crowdsign check` and logs: `spi0.0` or `dummy`."""
+        return "dummy" if self.device == "dummy" else f"spi{self.spi_port}.{self.spi_device}"
+
+    @property
+    def pixels(self) -> tuple[int, int]:
+        """(width, height) of the matrix in pixels."""
+        return (self.width or 8 * self.cascaded, self.height)
+
+
+OutputConfig = Union[SerialOutputConfig, IbisOutputConfig, ModbusOutputConfig,
+                     LedMatrixOutputConfig]
+OUTPUT_TYPES: dict[str, type] = {
+    "serial": SerialOutputConfig,
+    "ibis": IbisOutputConfig,
+    "modbus": ModbusOutputConfig,
+    "led_matrix": LedMatrixOutputConfig,
+}
+
+
+@dataclass(frozen=True)
+class CarConfig:
+    """One car of the train that stops at the platform, in train order.
+
+    name:  what signs call it (`1`, `A`, `front`).
+    zones: the zones in front of this car; their counts are added up.
+    """
+
+    name: str
+    zones: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RecommendConfig:
+    """The least-crowded-car recommendation (see crowdsign.recommend).
+
+    margin:  people a car must have fewer than the most crowded car to be
+             recommended at all, and fewer than the recommended car to take
+             its place.
+    dwell_s: seconds a recommendation holds at least, so the arrow does not
+             hop between cars.
+    """
+
+    margin: float = 3.0
+    dwell_s: float = 20.0
 
 
 @dataclass(frozen=True)
@@ -202,6 +379,8 @@ class Config:
     levels: LevelsConfig = field(default_factory=LevelsConfig)
     outputs: tuple[OutputConfig, ...] = ()
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    cars: tuple[CarConfig, ...] = ()
+    recommend: RecommendConfig = field(default_factory=RecommendConfig)
     path: Optional[Path] = None
 
     def zone_list(self) -> tuple[ZoneConfig, ...]:
@@ -209,6 +388,12 @@ class Config:
         if self.zones:
             return self.zones
         return (ZoneConfig("all", ((0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0))),)
+
+    def car_list(self) -> tuple[CarConfig, ...]:
+        """The configured cars in train order, or each zone a car of its own."""
+        if self.cars:
+            return self.cars
+        return tuple(CarConfig(z.name, (z.name,)) for z in self.zone_list())
 
 
 # --- loading -----------------------------------------------------------------
@@ -218,6 +403,7 @@ _SECTIONS = {
     "model": ModelConfig,
     "levels": LevelsConfig,
     "logging": LoggingConfig,
+    "recommend": RecommendConfig,
 }
 
 
@@ -245,7 +431,7 @@ def parse_config(raw: dict[str, Any], path: Optional[Path] = None) -> Config:
     built: dict[str, Any] = {}
 
     for key in raw:
-        if key not in _SECTIONS and key not in ("zones", "outputs"):
+        if key not in _SECTIONS and key not in ("zones", "outputs", "cars"):
             problems.append(f"{where}: [{key}]: unknown section")
 
     for name, cls in _SECTIONS.items():
@@ -261,13 +447,17 @@ def parse_config(raw: dict[str, Any], path: Optional[Path] = None) -> Config:
         z for z in (_build(ZoneConfig, t, f"[[zones]] #{i + 1}", where, problems)
                     for i, t in enumerate(_array_of_tables(raw, "zones", where, problems)))
         if z is not None)
+    built["cars"] = tuple(
+        c for c in (_build(CarConfig, t, f"[[cars]] #{i + 1}", where, problems)
+                    for i, t in enumerate(_array_of_tables(raw, "cars", where, problems)))
+        if c is not None)
     outputs = []
     for i, table in enumerate(_array_of_tables(raw, "outputs", where, problems)):
         label = f"[[outputs]] #{i + 1}"
         kind = table.get("type")
         if kind not in OUTPUT_TYPES:
             problems.append(f"{where}: {label}.type: must be one of "
-                            f"{', '.join(sorted(OUTPUT_TYPES))}, got {kind!r}")
+                            f"{', '.join(OUTPUT_TYPES)}, got {kind!r}")
             continue
         out = _build(OUTPUT_TYPES[kind], table, label, where, problems)
         if out is not None:
@@ -278,6 +468,10 @@ def parse_config(raw: dict[str, Any], path: Optional[Path] = None) -> Config:
         built["source"] = _resolve_source_path(built["source"], base_dir)
         built["model"] = dataclasses.replace(
             built["model"], path=_resolve(built["model"].path, base_dir))
+        built["outputs"] = tuple(
+            dataclasses.replace(o, capture_png=str(_resolve(Path(o.capture_png), base_dir)))
+            if isinstance(o, LedMatrixOutputConfig) and o.capture_png else o
+            for o in built["outputs"])
         config = Config(path=path, **built)
         problems.extend(validate(config, where))
     if problems:
@@ -316,6 +510,16 @@ def _build(cls, table: dict, label: str, where: str, problems: list[str]):
             problems.append(f"{where}: {label}.{key}: unknown key "
                             f"(known: {', '.join(fields)})")
             continue
+        inner = _table_type(hints[key])
+        if inner is not None:       # a list of sub-tables, e.g. [[outputs.telegrams]]
+            if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
+                problems.append(f"{where}: {label}.{key}: must be written as "
+                                f"[[...{key}]] tables")
+                continue
+            items = [_build(inner, t, f"{label}.{key} #{i + 1}", where, problems)
+                     for i, t in enumerate(value)]
+            kwargs[key] = tuple(items)
+            continue
         ok, converted, expected = _convert(value, hints[key])
         if not ok:
             problems.append(f"{where}: {label}.{key}: expected {expected}, got {_show(value)}")
@@ -328,6 +532,15 @@ def _build(cls, table: dict, label: str, where: str, problems: list[str]):
     if len(problems) > before:
         return None
     return cls(**kwargs)
+
+
+def _table_type(hint: Any) -> Optional[type]:
+    """X when `hint` is tuple[X, ...] with X a config dataclass, else None."""
+    if typing.get_origin(hint) is tuple:
+        args = typing.get_args(hint)
+        if args and dataclasses.is_dataclass(args[0]):
+            return args[0]
+    return None
 
 
 def _show(value: Any) -> str:
@@ -436,22 +649,29 @@ def validate(config: Config, where: str) -> list[str]:
         if z.thresholds is not None:
             p.extend(_check_thresholds(z.thresholds, lv.names, f"{key}.thresholds", where))
 
+    zone_names = [z.name for z in config.zone_list()]
+    in_a_car: set[str] = set()
+    car_names: set[str] = set()
+    for i, c in enumerate(config.cars):
+        key = f"[[cars]] #{i + 1} ({c.name})"
+        need(bool(c.name) and c.name.isprintable() and c.name.isascii(), f"{key}.name",
+             "must be non-empty printable ASCII")
+        need(c.name not in car_names, f"{key}.name", "duplicate car name")
+        car_names.add(c.name)
+        need(len(c.zones) > 0, f"{key}.zones", "must name at least one zone")
+        for z in c.zones:
+            need(z in zone_names, f"{key}.zones",
+                 f"unknown zone {z!r} (zones: {', '.join(zone_names)})")
+            need(z not in in_a_car, f"{key}.zones", f"zone {z!r} is already in another car")
+            in_a_car.add(z)
+    need(config.recommend.margin >= 0, "[recommend].margin", "must be >= 0 people")
+    need(config.recommend.dwell_s >= 0, "[recommend].dwell_s", "must be >= 0 seconds")
+
     for i, o in enumerate(config.outputs):
         key = f"[[outputs]] #{i + 1}"
-        need(bool(o.port), f"{key}.port", "must name a device or pyserial URL")
-        need(o.baudrate > 0, f"{key}.baudrate", "must be > 0")
-        need(o.bytesize in (5, 6, 7, 8), f"{key}.bytesize", "must be 5, 6, 7 or 8")
-        need(o.parity in ("N", "E", "O", "M", "S"), f"{key}.parity", "must be N, E, O, M or S")
-        need(o.stopbits in (1, 1.5, 2), f"{key}.stopbits", "must be 1, 1.5 or 2")
-        need(o.format in ("template", "json"), f"{key}.format", "must be template or json")
-        need(0 < o.rate_hz <= 100, f"{key}.rate_hz", "must be in (0, 100]")
-        need(0 < o.backoff_initial_s <= o.backoff_max_s, f"{key}.backoff_initial_s",
-             "must be > 0 and <= backoff_max_s")
-        need(o.write_timeout_s > 0, f"{key}.write_timeout_s", "must be > 0")
-        if o.format == "template":
-            from crowdsign.sinks.template import check_template  # local: sinks import config
-            err = check_template(o.template, [z.name for z in config.zone_list()])
-            need(err is None, f"{key}.template", err or "")
+        checks = _OUTPUT_CHECKS[o.type]
+        p.extend(f"{where}: {k}: {msg}"
+                 for k, msg in checks(o, key, zone_names, [c.name for c in config.car_list()]))
 
     need(lg.level in ("debug", "info", "warning", "error"), "[logging].level",
          f"must be debug, info, warning or error, got {lg.level!r}")
@@ -466,3 +686,118 @@ def _check_thresholds(thresholds, names, key, where) -> list[str]:
     if any(b <= a for a, b in zip(thresholds, thresholds[1:])) or any(t < 0 for t in thresholds):
         return [f"{where}: {key}: must be non-negative and strictly ascending, got {list(thresholds)}"]
     return []
+
+
+# --- per output type: (key, problem) pairs --------------------------------------
+
+def _check_line(o, key: str) -> list[tuple[str, str]]:
+    """Serial line settings shared by serial, IBIS and Modbus outputs."""
+    p: list[tuple[str, str]] = []
+    if not o.port:
+        p.append((f"{key}.port", "must name a device or pyserial URL"))
+    if o.baudrate <= 0:
+        p.append((f"{key}.baudrate", "must be > 0"))
+    if o.bytesize not in (5, 6, 7, 8):
+        p.append((f"{key}.bytesize", "must be 5, 6, 7 or 8"))
+    if o.parity not in ("N", "E", "O", "M", "S"):
+        p.append((f"{key}.parity", "must be N, E, O, M or S"))
+    if o.stopbits not in (1, 1.5, 2):
+        p.append((f"{key}.stopbits", "must be 1, 1.5 or 2"))
+    if not 0 < o.backoff_initial_s <= o.backoff_max_s:
+        p.append((f"{key}.backoff_initial_s", "must be > 0 and <= backoff_max_s"))
+    return p
+
+
+def _check_rate_and_notice(o, key: str, with_notice: bool = True) -> list[tuple[str, str]]:
+    p: list[tuple[str, str]] = []
+    if not 0 < o.rate_hz <= 100:
+        p.append((f"{key}.rate_hz", "must be in (0, 100]"))
+    if with_notice:
+        if o.notice_every_s < 0:
+            p.append((f"{key}.notice_every_s", "must be >= 0 (0: never)"))
+        if o.notice_every_s > 0 and not 0 < o.notice_for_s < o.notice_every_s:
+            p.append((f"{key}.notice_for_s", "must be > 0 and < notice_every_s"))
+        if o.notice_every_s > 0 and not o.notice.strip():
+            p.append((f"{key}.notice", "must not be empty while notice_every_s > 0"))
+    return p
+
+
+def _check_serial_output(o: SerialOutputConfig, key: str, zones: list[str], cars: list[str]):
+    p = _check_line(o, key)
+    if o.format not in ("template", "json"):
+        p.append((f"{key}.format", "must be template or json"))
+    p.extend(_check_rate_and_notice(o, key, with_notice=False))
+    if o.write_timeout_s <= 0:
+        p.append((f"{key}.write_timeout_s", "must be > 0"))
+    if o.format == "template":
+        from crowdsign.sinks.template import check_template  # local: sinks import config
+        err = check_template(o.template, zones, cars)
+        if err is not None:
+            p.append((f"{key}.template", err))
+    return p
+
+
+def _check_ibis_output(o: IbisOutputConfig, key: str, zones: list[str], cars: list[str]):
+    from crowdsign.sinks.ibis import check_telegram  # local: sinks import config
+    p = _check_line(o, key)
+    p.extend(_check_rate_and_notice(o, key))
+    if o.write_timeout_s <= 0:
+        p.append((f"{key}.write_timeout_s", "must be > 0"))
+    if not o.telegrams:
+        p.append((f"{key}.telegrams", "needs at least one [[outputs.telegrams]] table"))
+    for i, t in enumerate(o.telegrams):
+        for field_name, msg in check_telegram(t, zones, cars,
+                                              o.notice if o.notice_every_s else ""):
+            p.append((f"{key}.telegrams #{i + 1}.{field_name}", msg))
+    return p
+
+
+def _check_modbus_output(o: ModbusOutputConfig, key: str, zones: list[str], cars: list[str]):
+    p = _check_line(o, key)
+    if not 1 <= o.unit_id <= 247:
+        p.append((f"{key}.unit_id", f"must be 1..247, got {o.unit_id}"))
+    if len(zones) > 64:
+        p.append((f"{key}", "the register map has room for 64 zones"))
+    return p
+
+
+def _check_led_output(o: LedMatrixOutputConfig, key: str, zones: list[str], cars: list[str]):
+    p = _check_rate_and_notice(o, key)
+    if o.device not in ("max7219", "dummy"):
+        p.append((f"{key}.device", f"must be max7219 or dummy, got {o.device!r}"))
+    if o.spi_port < 0 or o.spi_device < 0:
+        p.append((f"{key}.spi_port/spi_device", "must be >= 0"))
+    if not 1 <= o.cascaded <= 64:
+        p.append((f"{key}.cascaded", f"must be 1..64, got {o.cascaded}"))
+    width, height = o.pixels
+    if width % 8 or height % 8 or width <= 0 or height <= 0:
+        p.append((f"{key}.width/height", f"must be multiples of 8 (8x8 modules), got "
+                                         f"{width}x{height}"))
+    elif width * height != 64 * o.cascaded:
+        p.append((f"{key}.width/height", f"{width}x{height} needs {width * height // 64} "
+                                         f"modules, cascaded is {o.cascaded}"))
+    if o.block_orientation not in (0, 90, -90, 180):
+        p.append((f"{key}.block_orientation", "must be 0, 90, -90 or 180"))
+    if o.rotate not in (0, 1, 2, 3):
+        p.append((f"{key}.rotate", "must be 0, 1, 2 or 3"))
+    if not 0 <= o.contrast <= 255:
+        p.append((f"{key}.contrast", "must be 0..255"))
+    if o.layout not in ("bars", "numbers"):
+        p.append((f"{key}.layout", f"must be bars or numbers, got {o.layout!r}"))
+    if o.scroll_px_s <= 0:
+        p.append((f"{key}.scroll_px_s", "must be > 0"))
+    if o.capture_png and o.device != "dummy":
+        p.append((f"{key}.capture_png", "only for device = \"dummy\" (bench and tests)"))
+    if not 0 < o.backoff_initial_s <= o.backoff_max_s:
+        p.append((f"{key}.backoff_initial_s", "must be > 0 and <= backoff_max_s"))
+    if not o.no_data_text.isascii() or not o.notice.isascii():
+        p.append((f"{key}.no_data_text/notice", "the matrix font is ASCII only"))
+    return p
+
+
+_OUTPUT_CHECKS = {
+    "serial": _check_serial_output,
+    "ibis": _check_ibis_output,
+    "modbus": _check_modbus_output,
+    "led_matrix": _check_led_output,
+}

@@ -40,9 +40,10 @@ import statistics
 from collections import deque
 from typing import Optional, Protocol, Sequence
 
-from crowdsign.config import LevelsConfig, ZoneConfig
+from crowdsign.config import CarConfig, LevelsConfig, RecommendConfig, ZoneConfig
 from crowdsign.counting.types import ZoneCounts
-from crowdsign.sinks.base import Update
+from crowdsign.recommend import Recommender, car_counts
+from crowdsign.sinks.base import NO_DATA_CODE, Update
 
 UNKNOWN = "unknown"
 """The level name every zone shows when counts are stale (or none yet)."""
@@ -190,6 +191,10 @@ class LevelTracker:
 
     Every zone named in the config must be in `counts.zones`.
 
+    cars:      the train's cars in order (default: each zone a car); each
+               update carries people per car and the recommended car, picked
+               by a `Recommender` with `recommend`'s margin and dwell.
+
     >>> from crowdsign.config import LevelsConfig, ZoneConfig
     >>> square = ((0, 0), (1, 0), (1, 1), (0, 1))
     >>> t = LevelTracker([ZoneConfig("A", square)], LevelsConfig(window=1))
@@ -201,8 +206,13 @@ class LevelTracker:
     'unknown'
     """
 
-    def __init__(self, zones: Sequence[ZoneConfig], levels: LevelsConfig):
+    def __init__(self, zones: Sequence[ZoneConfig], levels: LevelsConfig,
+                 cars: Sequence[CarConfig] = (), recommend: Optional[RecommendConfig] = None):
         self._config = levels
+        self._cars = [(c.name, tuple(c.zones)) for c in cars] or [(z.name, (z.name,))
+                                                                   for z in zones]
+        recommend = recommend or RecommendConfig()
+        self._recommender = Recommender(recommend.margin, recommend.dwell_s)
         self._zones = {
             z.name: _ZoneState(z.thresholds if z.thresholds is not None else levels.thresholds,
                                make_smoother(levels.smoothing, levels.window))
@@ -237,18 +247,32 @@ class LevelTracker:
         """
         if no_data or self.is_stale(now):
             self._went_stale = True
-            return Update(t=now, frame=self._frame, total=None,
-                          zones={name: None for name in self._zones},
+            self._recommender.reset()
+            zones = {name: None for name in self._zones}
+            cars = car_counts(self._cars, zones)
+            return Update(t=now, frame=self._frame, total=None, zones=zones,
                           levels={name: UNKNOWN for name in self._zones},
-                          fps=fps, infer_ms=infer_ms)
+                          fps=fps, infer_ms=infer_ms,
+                          codes={name: NO_DATA_CODE for name in self._zones},
+                          cars=cars, car_codes={c: NO_DATA_CODE for c in cars},
+                          counted_t=self._last_ts)
         names = self._config.names
+        zones = {name: _rounded(z.value) for name, z in self._zones.items()}
+        codes = {name: z.level + 1 if z.level is not None else NO_DATA_CODE
+                 for name, z in self._zones.items()}
+        cars = car_counts(self._cars, zones)
+        assert self._last_ts is not None
         return Update(
             t=now, frame=self._frame,
             total=_rounded(self._total_value),
-            zones={name: _rounded(z.value) for name, z in self._zones.items()},
+            zones=zones,
             levels={name: names[z.level] if z.level is not None else UNKNOWN
                     for name, z in self._zones.items()},
-            fps=fps, infer_ms=infer_ms)
+            fps=fps, infer_ms=infer_ms, codes=codes, cars=cars,
+            car_codes={c: max(codes[z] for z in members) for c, members in self._cars},
+            recommended=self._recommender.update(cars, now),
+            counted_t=self._last_ts,
+            valid_until=self._last_ts + self._config.stale_after_s)
 
     def _reset(self) -> None:
         for zone in self._zones.values():

@@ -93,7 +93,8 @@ class Supervisor:
         self.max_frames = max_frames
         self.source_state = source_state
         self.clock = clock
-        self.tracker = LevelTracker(config.zone_list(), config.levels)
+        self.tracker = LevelTracker(config.zone_list(), config.levels, config.car_list(),
+                                    config.recommend)
         self.times = StageTimes()
         self.rate = RateMeter()
         self.counted = 0

@@ -1,6 +1,6 @@
 """Sinks from config: one builder and one check per [[outputs]] type.
 
-To add an output type (IBIS, Modbus, an LED matrix driver):
+To add an output type:
   1. its config dataclass in crowdsign.config, registered in OUTPUT_TYPES;
   2. its Sink in a module of its own here;
   3. one entry in _BUILDERS and, if it has a device to look at, in _CHECKS.
@@ -12,14 +12,33 @@ import errno
 import logging
 import os
 import stat
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
-from crowdsign.config import OutputConfig, SerialOutputConfig
+from crowdsign.config import LedMatrixOutputConfig, OutputConfig, SerialOutputConfig
 from crowdsign.sinks.base import Sink
 from crowdsign.sinks.serial_line import SerialLineSink
 
-_BUILDERS: dict[str, Callable[[OutputConfig, logging.Logger], Sink]] = {
+
+def _ibis(config, log: logging.Logger) -> Sink:
+    from crowdsign.sinks.ibis import IbisSink
+    return IbisSink(config, log)
+
+
+def _modbus(config, log: logging.Logger) -> Sink:
+    from crowdsign.sinks.modbus import ModbusSink   # imports pymodbus: only when used
+    return ModbusSink(config, log)
+
+
+def _led_matrix(config, log: logging.Logger) -> Sink:
+    from crowdsign.sinks.led_matrix import LedMatrixSink   # imports luma: only when used
+    return LedMatrixSink(config, log)
+
+
+_BUILDERS: dict[str, Callable[[Any, logging.Logger], Sink]] = {
     "serial": SerialLineSink,
+    "ibis": _ibis,
+    "modbus": _modbus,
+    "led_matrix": _led_matrix,
 }
 
 
@@ -34,6 +53,7 @@ def is_url(port: str) -> bool:
 
 
 def _check_serial(output: SerialOutputConfig, key: str) -> list[str]:
+    """A serial port (serial, ibis, modbus outputs): there, a tty, ours to open."""
     path = output.port
     if is_url(path):
         return []   # a URL is checked by connecting, which `check` does not do
@@ -59,8 +79,24 @@ def _check_serial(output: SerialOutputConfig, key: str) -> list[str]:
     return []
 
 
-_CHECKS: dict[str, Callable[[OutputConfig, str], list[str]]] = {
+def _check_spi(output: LedMatrixOutputConfig, key: str) -> list[str]:
+    """The SPI device node of a max7219 chain (a dummy device needs nothing)."""
+    if output.device == "dummy":
+        return []
+    path = f"/dev/spidev{output.spi_port}.{output.spi_device}"
+    if not os.path.exists(path):
+        return [f"{key}.spi_port: {path}: no such device (enable SPI: dtparam=spi=on "
+                f"in /boot/firmware/config.txt on a Raspberry Pi)"]
+    if not os.access(path, os.R_OK | os.W_OK):
+        return [f"{key}.spi_port: {path}: permission denied (the daemon's user needs group spi)"]
+    return []
+
+
+_CHECKS: dict[str, Callable[[Any, str], list[str]]] = {
     "serial": _check_serial,
+    "ibis": _check_serial,
+    "modbus": _check_serial,
+    "led_matrix": _check_spi,
 }
 
 

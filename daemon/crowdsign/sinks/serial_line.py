@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Optional
+import termios
+from typing import Optional, Union
 
 import serial
 
-from crowdsign.config import SerialOutputConfig
+from crowdsign.config import IbisOutputConfig, SerialOutputConfig
 from crowdsign.sinks.base import Sink, Update
 from crowdsign.sinks.json_stream import update_record
 from crowdsign.sinks.template import render_template
@@ -41,12 +42,21 @@ def encode_line(config: SerialOutputConfig, update: Update) -> bytes:
 
 
 class SerialPortDevice(Device):
-    """A pyserial port (device path or URL) as a `Device` for the worker."""
+    """A pyserial port (device path or URL) as a `Device` for the worker.
 
-    lost_errors = (serial.SerialException, OSError)   # SerialTimeoutException included
+    config: anything with port, baudrate, bytesize, parity, stopbits and
+            write_timeout_s (the serial and IBIS output configs).
+    kind:   the first word of describe(), e.g. `ibis /dev/ttyUSB0`.
+    """
 
-    def __init__(self, config: SerialOutputConfig):
+    # SerialTimeoutException is a SerialException; termios.error (not an OSError)
+    # is what a port whose driver refuses the line settings raises.
+    lost_errors = (serial.SerialException, OSError, termios.error)
+
+    def __init__(self, config: Union[SerialOutputConfig, IbisOutputConfig],
+                 kind: str = "serial"):
         self._config = config
+        self._kind = kind
         self._port: Optional[serial.SerialBase] = None
 
     @property
@@ -86,7 +96,7 @@ class SerialPortDevice(Device):
                 pass
 
     def describe(self) -> str:
-        return f"serial {self._config.port}"
+        return f"{self._kind} {self._config.port}"
 
 
 class SerialLineSink(Sink):

@@ -7,6 +7,9 @@ Fields (see `SerialOutputConfig.template`):
     {levels}        every zone as name=level, joined by `;`   e.g. `A=high;B=low`
     {count[NAME]}   people in zone NAME
     {level[NAME]}   crowding level of zone NAME (`unknown` when stale)
+    {code[NAME]}    level of zone NAME as a number: 0 no data, 1 the least crowded level, ...
+    {car[NAME]}     people in car NAME (the [[cars]], or each zone a car)
+    {best}          the recommended (least crowded) car, `--` when none
 
 Counts are whole people: a sign shows people, not fractions, so a smoothed
 12.5 prints as `13` (rounded half up). A format spec that asks for decimals
@@ -35,10 +38,11 @@ from typing import Any, Mapping, Optional, Sequence
 from crowdsign.sinks.base import Update
 
 STALE_COUNT = "--"
-FIELDS = ("total", "zones", "levels", "count[NAME]", "level[NAME]")
+FIELDS = ("total", "zones", "levels", "count[NAME]", "level[NAME]", "code[NAME]",
+          "car[NAME]", "best")
 
-_SIMPLE = ("total", "zones", "levels")
-_INDEXED = re.compile(r"^(count|level)\[([^\[\]]*)\]$")
+_SIMPLE = ("total", "zones", "levels", "best")
+_INDEXED = re.compile(r"^(count|level|code|car)\[([^\[\]]*)\]$")
 # [[fill]align][sign][z][#][0][width][grouping][.precision][type]
 _SPEC = re.compile(r"^(?:(?P<fill>.)?(?P<align>[<>=^]))?(?P<sign>[-+ ]?)z?#?(?P<zero>0?)"
                    r"(?P<width>\d*)[,_]?(?:\.\d+)?(?P<type>[a-zA-Z%]?)$", re.DOTALL)
@@ -100,8 +104,9 @@ class _Lookup(Mapping[str, Any]):
             return self._values[name]
         except KeyError:
             known = ", ".join(self._values) or "none"
-            raise TemplateError(f"unknown zone {name!r} in {{{self._what}[{name}]}} "
-                                f"(zones: {known})") from None
+            kind = "car" if self._what == "car" else "zone"
+            raise TemplateError(f"unknown {kind} {name!r} in {{{self._what}[{name}]}} "
+                                f"({kind}s: {known})") from None
 
     def __iter__(self):
         return iter(self._values)
@@ -148,6 +153,9 @@ def _fields(update: Update) -> dict[str, Any]:
         "levels": _joined(update.levels),
         "count": _Lookup("count", counts),
         "level": _Lookup("level", update.levels),
+        "code": _Lookup("code", {z: update.codes.get(z, 0) for z in update.zones}),
+        "car": _Lookup("car", {c: Count(v) for c, v in update.cars.items()}),
+        "best": update.recommended if update.recommended is not None else STALE_COUNT,
     }
 
 
@@ -162,19 +170,28 @@ def render_template(template: str, update: Update) -> str:
         raise TemplateError(f"not a valid format string: {e}") from None
 
 
-def check_template(template: str, zone_names: list[str]) -> Optional[str]:
+def sample_updates(zone_names: Sequence[str],
+                   car_names: Optional[Sequence[str]] = None) -> tuple[Update, Update]:
+    """A known and a stale update for these zones (and cars: default, one per
+    zone), to try templates and encoders on before the daemon runs."""
+    cars = list(car_names) if car_names is not None else list(zone_names)
+    known = Update(t=0.0, frame=0, total=12.5, zones={z: 3.5 for z in zone_names},
+                   levels={z: "low" for z in zone_names}, fps=0.0, infer_ms=0.0,
+                   codes={z: 1 for z in zone_names}, cars={c: 3.5 for c in cars},
+                   recommended=cars[0] if cars else None)
+    return known, known.no_data()
+
+
+def check_template(template: str, zone_names: list[str],
+                   car_names: Optional[Sequence[str]] = None) -> Optional[str]:
     """None if `template` renders for these zones, else a one-line reason.
 
     The template is tried on a sample update with known counts, and again with
     stale (unknown) ones, so a spec that only fails on `--` is caught here.
     """
-    known = Update(t=0.0, frame=0, total=12.5, zones={z: 3.5 for z in zone_names},
-                   levels={z: "low" for z in zone_names}, fps=0.0, infer_ms=0.0)
-    stale = Update(t=0.0, frame=0, total=None, zones={z: None for z in zone_names},
-                   levels={z: "unknown" for z in zone_names}, fps=0.0, infer_ms=0.0)
     try:
-        render_template(template, known)
-        render_template(template, stale)
+        for update in sample_updates(zone_names, car_names):
+            render_template(template, update)
     except TemplateError as e:
         return str(e)
     return None

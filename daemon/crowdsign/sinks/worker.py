@@ -14,7 +14,14 @@ the device's whole life in its thread:
 - a write that fails closes the device and goes back to opening it; the update
   that failed is written after the reopen unless a newer one came meanwhile;
 - on close(), an update still pending is written at once if the device is
-  open, so the sign gets the last ("no data") state before the daemon exits.
+  open, so the sign gets the last ("no data") state before the daemon exits;
+- when the counts last written pass their `valid_until` and nothing newer
+  came (the frame loop hangs: a stuck model, a wedged camera driver), the
+  worker writes the same update in its "no data" state on its own, so no
+  sign keeps showing numbers nobody updates.
+
+What is written is whatever `encode` makes of an update: bytes for a serial
+line, a sequence of images for an LED matrix; the `Device` knows its kind.
 
 Logging, so a technician sees one line per event and not one per retry:
 one WARNING when the device is lost (`serial /dev/ttyUSB0 lost: [Errno 5]
@@ -32,7 +39,7 @@ import logging
 import threading
 import time
 from abc import ABC, abstractmethod
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from crowdsign.sinks.base import Update
 
@@ -52,8 +59,9 @@ class Device(ABC):
         """Open the device; raise one of `lost_errors` if it is not there."""
 
     @abstractmethod
-    def write(self, data: bytes) -> None:
-        """Write all of `data`; raise one of `lost_errors` on failure."""
+    def write(self, data: Any) -> None:
+        """Write all of `data` (what the sink's encode made: bytes for a serial
+        line); raise one of `lost_errors` on failure."""
 
     @abstractmethod
     def close(self) -> None:
@@ -65,6 +73,11 @@ class Device(ABC):
 
     def interrupt(self) -> None:
         """Called from another thread by close() to cut short a blocked write."""
+
+    def stop_soon(self) -> None:
+        """Called from another thread as close() begins: a device in the middle
+        of something long (an LED notice scrolling by) should wrap it up now.
+        A serial line must not: a telegram cut in half garbles the next one."""
 
 
 def error_reason(exc: BaseException) -> str:
@@ -89,7 +102,7 @@ class DeviceWorker:
     """Runs a `Device` in its own thread, writing the newest published update.
 
     device:   the device to open, write and close.
-    encode:   an update to the bytes written for it; if it raises, the update
+    encode:   an update to what is written for it; if it raises, the update
               is dropped and the error logged (a bug, not a device problem).
     rate_hz:  most writes per second (the minimum interval is 1 / rate_hz).
     backoff_initial_s, backoff_max_s: wait after a failed open or write,
@@ -99,7 +112,7 @@ class DeviceWorker:
     clock:    monotonic seconds; time.monotonic unless a test needs another.
     """
 
-    def __init__(self, device: Device, encode: Callable[[Update], bytes], *,
+    def __init__(self, device: Device, encode: Callable[[Update], Any], *,
                  rate_hz: float, backoff_initial_s: float, backoff_max_s: float,
                  log: logging.Logger, clock: Callable[[], float] = time.monotonic):
         if rate_hz <= 0:
@@ -115,6 +128,8 @@ class DeviceWorker:
         self._clock = clock
         self._cond = threading.Condition()
         self._pending: Optional[Update] = None
+        self._shown: Optional[Update] = None    # the last update taken to be written
+        self._idle = False                      # the thread waits for an update to arrive
         self._stopping = False
         self._thread: Optional[threading.Thread] = None
         self._is_open = False
@@ -133,10 +148,16 @@ class DeviceWorker:
 
     def publish(self, update: Update) -> None:
         """Make `update` the one to write next, replacing any older one. Never blocks
-        beyond taking a lock that the worker only holds for a few instructions."""
+        beyond taking a lock that the worker only holds for a few instructions.
+
+        The thread is woken only when it is idle: while it waits out the rate
+        limit it takes the newest update when the wait ends anyway. Waking it
+        on every frame would hand the GIL back and forth for nothing, which
+        costs the frame loop measurably on a loaded two-core board."""
         with self._cond:
             self._pending = update
-            self._cond.notify()
+            if self._idle:
+                self._cond.notify()
 
     def health(self) -> str:
         return "ok" if self._is_open and not self._lost else "down"
@@ -153,6 +174,7 @@ class DeviceWorker:
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
+        self._device.stop_soon()
         thread = self._thread
         if thread is None:
             return
@@ -252,17 +274,26 @@ class DeviceWorker:
         Once close() was called, a pending update is taken at once, without
         waiting for the rate limit (the last update, typically "no data", must
         reach the sign before the daemon exits); None when none is left.
+        When the update last taken expires with nothing newer pending, its
+        "no data" state becomes the pending one.
         """
         with self._cond:
             while True:
+                expires = self._shown.valid_until if self._shown is not None else None
+                if self._pending is None and expires is not None and self._clock() > expires:
+                    self._pending = self._shown.no_data()
                 if self._pending is not None and (
                         self._stopping or self._clock() >= not_before):
                     update, self._pending = self._pending, None
+                    self._shown = update
                     return update
                 if self._stopping:
                     return None
                 if self._pending is None:
-                    self._cond.wait()
+                    self._idle = True
+                    self._cond.wait(None if expires is None
+                                    else max(expires - self._clock(), 0.0) + 0.01)
+                    self._idle = False
                 else:
                     self._cond.wait(max(not_before - self._clock(), 0.0))
 
