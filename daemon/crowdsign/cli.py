@@ -1,5 +1,11 @@
-"""The `crowdsign` command: `run` (the daemon), `check` (validate a config) and
-`bench` (accuracy and speed of models on labelled images).
+"""The `crowdsign` command: `run` (the daemon), `check` (validate a config),
+`bench` (accuracy and speed of models on labelled images) and `doctor` (a field
+technician's check of the whole board).
+
+Without `-c`, the config is the first of CONFIG_SEARCH_PATH that exists: the
+boot partition's crowdsign.toml (a FAT partition a technician edits on any PC
+before flashing) wins over /etc/crowdsign/crowdsign.toml; with neither, the
+built-in defaults apply.
 
 Exit codes: 0 clean stop; 2 bad config, model or command line (the unit's
 RestartPreventExitStatus, so a broken config never becomes a restart storm);
@@ -19,6 +25,9 @@ from typing import Optional, Sequence
 
 from crowdsign import __version__
 from crowdsign.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config, validate
+
+# First existing file wins (see the module docstring).
+CONFIG_SEARCH_PATH = (Path("/boot/firmware/crowdsign.toml"), DEFAULT_CONFIG_PATH)
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -42,6 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate a config, its model, source and outputs")
     _add_config_args(check)
 
+    doctor = sub.add_parser("doctor", help="check config, model, camera, outputs and the board; "
+                                           "one OK/WARN/FAIL line each")
+    _add_config_args(doctor)
+    doctor.add_argument("--seconds", type=float, default=2.0, metavar="S",
+                        help="how long to read the camera for its frame rate (default 2)")
+
     bench = sub.add_parser("bench", help="accuracy and speed of models on labelled images")
     bench.add_argument("--data", type=Path, required=True, metavar="DIR",
                        help="folder with labels.jsonl (image, count per line)")
@@ -56,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-c", "--config", type=Path, metavar="CONFIG",
-                   help=f"config file (default {DEFAULT_CONFIG_PATH}, if it exists)")
+                   help="config file (default: the first of "
+                        f"{', '.join(map(str, CONFIG_SEARCH_PATH))} that exists)")
     p.add_argument("--source", metavar="URI",
                    help="override [source].uri: replay:PATH, v4l2:DEV, gst:PIPELINE, picamera2")
     p.add_argument("--model", type=Path, metavar="PATH",
@@ -65,10 +81,11 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 
 def load_with_overrides(args: argparse.Namespace) -> Config:
     """The config file (or the defaults, when none is given or installed) with CLI overrides."""
+    found = next((p for p in CONFIG_SEARCH_PATH if p.exists()), None)
     if args.config is not None:
         config = load_config(args.config)
-    elif DEFAULT_CONFIG_PATH.exists():
-        config = load_config(DEFAULT_CONFIG_PATH)
+    elif found is not None:
+        config = load_config(found)
     else:
         config = Config()
     if args.source:
@@ -92,6 +109,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from crowdsign.bench import bench_main
 
         return bench_main(args.data, args.model, args.tiles, args.threads, args.limit, args.json)
+    if args.command == "doctor":
+        from crowdsign.doctor import doctor_main
+
+        return doctor_main(lambda: load_with_overrides(args), camera_seconds=args.seconds)
     try:
         config = load_with_overrides(args)
     except ConfigError as e:
@@ -138,6 +159,7 @@ def cmd_check(config: Config) -> int:
 def cmd_run(config: Config, *, frames: Optional[int], json_out: bool) -> int:
     from crowdsign.counting.counter import load_counter
     from crowdsign.counting.modelcard import ModelError
+    from crowdsign.faults import FaultSpecError, fault_from_env, with_fault
     from crowdsign.journal import setup_logging
     from crowdsign.notify import Notifier
     from crowdsign.sinks.factory import make_sinks
@@ -155,6 +177,11 @@ def cmd_run(config: Config, *, frames: Optional[int], json_out: bool) -> int:
     except ModelError as e:
         log.error("model: %s", e)
         notifier.status(f"model error: {e}")
+        return EXIT_BAD_INPUT
+    try:  # the test-only fault switch (crowdsign.faults); off unless CROWDSIGN_FAULT is set
+        counter = with_fault(counter, fault_from_env(), stop, log)
+    except FaultSpecError as e:
+        log.error("%s", e)
         return EXIT_BAD_INPUT
     sinks = make_sinks(config.outputs, log)
     if json_out:
