@@ -34,10 +34,11 @@ WHOLE = ZoneGeometry([ZoneConfig("all", ((0, 0), (1, 0), (1, 1), (0, 1)))])
 HALVES = ZoneGeometry([ZoneConfig("left", ((0, 0), (0.5, 0), (0.5, 1), (0, 1))),
                        ZoneConfig("right", ((0.5, 0), (1, 0), (1, 1), (0.5, 1)))])
 
-# Measured on the shipped int8 model (README): Mall 40 frames MAE MALL_MEASURED,
-# ShanghaiTech B 80 images MAE SHB_MEASURED; bounds with some headroom.
-MALL_MAE_BOUND = 0.0
-SHB_MAE_BOUND = 0.0
+# Measured on the shipped int8 model at 2 threads (README): Mall val frames 601-800,
+# every 5th (40 frames), MAE 2.75; ShanghaiTech B val (80 images) MAE 24.6.
+# The bounds leave headroom for other CPUs' rounding, not for a worse model.
+MALL_MAE_BOUND = 3.3
+SHB_MAE_BOUND = 28.0
 
 
 # --- density targets --------------------------------------------------------

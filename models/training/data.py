@@ -1,0 +1,176 @@
+"""Datasets in RAM at training scale, the validation split, and augmented patches.
+
+Every image is decoded once, resized to the scale the deployed model sees it at
+(the daemon resizes whole frames to the model input, 512x384 by default: a
+640x480 Mall frame by 0.8, a 1024x768 ShanghaiTech frame by 0.5) with the same
+resize and BGR->gray conversion the daemon uses, and kept as uint8. Head points
+are scaled with it, and each head gets its geometry-adaptive sigma once.
+Patches are cut with one affine warp (crop, scale jitter, flip), recoloured with
+one lookup table (gamma, contrast, brightness), optionally blurred and noised,
+and their density targets are built from the warped points (density.py).
+
+numpy and OpenCV only.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from models.training.density import adaptive_sigmas, density_map
+
+# Deployed input size (width, height) and output stride.
+INPUT_SIZE = (512, 384)
+STRIDE = 8
+# Training patch (width, height): a quarter of the deployed frame.
+PATCH = (256, 192)
+# Gaussian sigma bounds: pixels at training scale, then cells at output resolution.
+SIGMA_PX = (2.0, 16.0)
+SIGMA_CELLS = (0.6, 2.0)
+
+# Trained on by default. ShanghaiTech A (--datasets ... shanghaitech_a) is optional: its
+# dense crowds (up to ~60 heads per 8x8 output cell at this scale) dominate a squared
+# loss and, in a CPU-sized budget, cost Mall and ShanghaiTech B more than they teach.
+DATASETS = ("mall", "shanghaitech_b")
+# Share of training patches drawn from each dataset.
+MIX = {"mall": 0.45, "shanghaitech_b": 0.55, "shanghaitech_a": 0.15}
+# Scale jitter (log-uniform range) per dataset: Mall is one fixed camera.
+JITTER = {"mall": (0.85, 1.18), "shanghaitech_b": (0.7, 1.4), "shanghaitech_a": (0.7, 1.4)}
+SHB_VAL_COUNT = 80
+SPLIT_SEED = 0
+
+
+@dataclass
+class Item:
+    name: str
+    image: np.ndarray       # uint8 gray at training scale
+    points: np.ndarray      # n x 2 float32 pixels at training scale
+    sigmas: np.ndarray      # n sigmas in pixels at training scale
+    count: int
+
+
+def read_labels(folder: Path) -> list[dict]:
+    with open(folder / "labels.jsonl", encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def split(dataset: str, records: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(train, val): Mall frames 601-800 are val (temporal split, like the held-out
+    801-2000); ShanghaiTech B: a fixed random 80 of its 400; ShanghaiTech A: all train."""
+    records = sorted(records, key=lambda r: r["image"])
+    if dataset == "mall":
+        val = [r for r in records if int(Path(r["image"]).stem.split("_")[-1]) > 600]
+    elif dataset == "shanghaitech_b":
+        pick = set(np.random.default_rng(SPLIT_SEED).permutation(len(records))[:SHB_VAL_COUNT])
+        val = [r for i, r in enumerate(records) if i in pick]
+    else:
+        val = []
+    names = {r["image"] for r in val}
+    return [r for r in records if r["image"] not in names], val
+
+
+def target_size(dataset: str, width: int, height: int) -> tuple[int, int]:
+    """The size an image is kept at: the deployed input size for 4:3 views
+    (Mall, ShanghaiTech B); ShanghaiTech A keeps its aspect, long side 512."""
+    if dataset != "shanghaitech_a":
+        return INPUT_SIZE
+    f = max(INPUT_SIZE) / max(width, height)
+    return max(PATCH[0] // 2, round(width * f)), max(PATCH[1] // 2, round(height * f))
+
+
+def load_item(folder: Path, record: dict, dataset: str) -> Item:
+    bgr = cv2.imread(str(folder / record["image"]), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise FileNotFoundError(folder / record["image"])
+    h, w = bgr.shape[:2]
+    tw, th = target_size(dataset, w, h)
+    small = cv2.resize(bgr, (tw, th), interpolation=cv2.INTER_LINEAR)
+    gray = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+    pts = np.asarray(record["points"], np.float64).reshape(-1, 2)
+    pts = (pts + 0.5) * [tw / w, th / h] - 0.5  # pixel centres scale about the corner
+    sig = adaptive_sigmas(pts, default=8.0, lo=SIGMA_PX[0], hi=SIGMA_PX[1])
+    return Item(record["image"], gray, pts.astype(np.float32), sig.astype(np.float32),
+                int(record["count"]))
+
+
+def load_split(data: Path, datasets=DATASETS) -> tuple[dict, dict]:
+    """({dataset: [Item]} train, {dataset: [Item]} val); datasets absent under `data` skipped."""
+    train, val = {}, {}
+    for name in datasets:
+        folder = Path(data) / name / "train"
+        if not (folder / "labels.jsonl").is_file():
+            continue
+        tr, va = split(name, read_labels(folder))
+        train[name] = [load_item(folder, r, name) for r in tr]
+        val[name] = [load_item(folder, r, name) for r in va]
+    return train, val
+
+
+def full_target(item: Item, stride: int = STRIDE) -> np.ndarray:
+    """Density target of a whole item (the deployed size for Mall and ShanghaiTech B)."""
+    h, w = item.image.shape
+    sig = np.clip(item.sigmas / stride, *SIGMA_CELLS)
+    return density_map(item.points, sig, h // stride, w // stride, stride)
+
+
+class PatchSampler:
+    """Augmented training patches and their density targets, from a seeded generator."""
+
+    def __init__(self, train: dict, rng: np.random.Generator, patch=PATCH, stride=STRIDE):
+        self.train = {k: v for k, v in train.items() if v}
+        names = list(self.train)
+        p = np.array([MIX.get(n, 0.1) for n in names], np.float64)
+        self.names, self.p = names, p / p.sum()
+        self.rng, self.patch, self.stride = rng, patch, stride
+
+    def batch(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+        pw, ph = self.patch
+        x = np.empty((size, ph, pw, 1), np.float32)
+        y = np.empty((size, ph // self.stride, pw // self.stride, 1), np.float32)
+        for i in range(size):
+            x[i, ..., 0], y[i, ..., 0] = self.one()
+        return x, y
+
+    def one(self) -> tuple[np.ndarray, np.ndarray]:
+        rng = self.rng
+        name = self.names[rng.choice(len(self.names), p=self.p)]
+        items = self.train[name]
+        item = items[rng.integers(len(items))]
+        pw, ph = self.patch
+        lo, hi = JITTER.get(name, (0.8, 1.25))
+        s = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))  # patch pixels per image pixel
+        h, w = item.image.shape
+        cw, ch = pw / s, ph / s  # crop size in image pixels
+        x0 = rng.uniform(0, w - cw) if w > cw else (w - cw) / 2
+        y0 = rng.uniform(0, h - ch) if h > ch else (h - ch) / 2
+        flip = rng.random() < 0.5
+        # dst = s * (src - origin), src and dst in pixel-centre coordinates.
+        ax = -s if flip else s
+        tx = (pw - 1) - s * (-x0) - (s - 1) * 0.5 if flip else s * (-x0) + (s - 1) * 0.5
+        ty = s * (-y0) + (s - 1) * 0.5
+        m = np.array([[ax, 0.0, tx], [0.0, s, ty]])
+        interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
+        img = cv2.warpAffine(item.image, m, (pw, ph), flags=interp,
+                             borderMode=cv2.BORDER_REFLECT_101)
+        pts = item.points @ m[:, :2].T + m[:, 2]
+        sig = np.clip(item.sigmas * s / self.stride, *SIGMA_CELLS)
+        target = density_map(pts, sig, ph // self.stride, pw // self.stride, self.stride)
+
+        # Photometry: gamma, contrast, brightness in one table; blur; sensor noise.
+        gamma = float(np.exp(rng.uniform(np.log(0.6), np.log(1.6))))
+        contrast, bright = rng.uniform(0.6, 1.3), rng.uniform(-25, 25)
+        t = (np.arange(256) / 255.0) ** gamma * 255.0
+        t = np.clip((t - 128.0) * contrast + 128.0 + bright, 0, 255).astype(np.uint8)
+        img = cv2.LUT(img, t)
+        if rng.random() < 0.25:
+            img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.5, 1.3))
+        out = img.astype(np.float32)
+        if rng.random() < 0.35:
+            out += rng.normal(0.0, rng.uniform(1.0, 7.0), out.shape).astype(np.float32)
+            np.clip(out, 0, 255, out=out)
+            np.round(out, out=out)
+        return out, target

@@ -1,0 +1,87 @@
+"""Validation metrics of a shipped model through the daemon's own counting code.
+
+    .venv/bin/python -m models.training.evaluate --data ../shared/data \
+        --model models/crowdsign_density_gray/crowdsign_density_gray.toml [--model CARD ...] \
+        [--threads 2] [--limit N] [--json]
+
+Runs each card on the validation split that training kept aside (Mall frames
+601-800, the fixed 80 of ShanghaiTech B; see data.split) with
+`load_counter(...).count(Frame(BGR image))`, i.e. the same resize, gray
+conversion, quantization and density sum as the daemon, and reports per
+dataset MAE, RMSE, bias and the median invoke time. Needs no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO / "daemon") not in sys.path:
+    sys.path.insert(0, str(REPO / "daemon"))
+
+from crowdsign.config import ModelConfig, ZoneConfig  # noqa: E402
+from crowdsign.counting.counter import load_counter  # noqa: E402
+from crowdsign.frames import Frame, PixelFormat  # noqa: E402
+from crowdsign.zones import ZoneGeometry  # noqa: E402
+
+from models.training import data as D  # noqa: E402
+
+WHOLE = ZoneGeometry([ZoneConfig("all", ((0, 0), (1, 0), (1, 1), (0, 1)))])
+
+
+def val_records(data: Path, dataset: str) -> list[dict]:
+    folder = Path(data) / dataset / "train"
+    return D.split(dataset, D.read_labels(folder))[1]
+
+
+def evaluate(cards: list[Path], data: Path, datasets=("mall", "shanghaitech_b"),
+             threads: int = 2, limit: int = 0) -> dict:
+    """{card: {dataset: {frames, mae, rmse, bias, invoke_ms_median}}}; models interleaved per frame."""
+    counters = {c: load_counter(ModelConfig(path=c, num_threads=threads), WHOLE) for c in cards}
+    result = {str(c): {} for c in cards}
+    for ds in datasets:
+        records = val_records(data, ds)
+        if limit:
+            records = records[:limit]
+        err = {c: [] for c in cards}
+        ms = {c: [] for c in cards}
+        for i, r in enumerate(records):
+            bgr = cv2.imread(str(Path(data) / ds / "train" / r["image"]), cv2.IMREAD_COLOR)
+            frame = Frame(bgr, PixelFormat.BGR, float(i), i)
+            for c, counter in counters.items():
+                err[c].append(counter.count(frame).total - r["count"])
+                ms[c].append(counter.timings.invoke_ms)
+        for c in cards:
+            e = np.asarray(err[c])
+            result[str(c)][ds] = {"frames": len(e), "mae": float(np.abs(e).mean()),
+                                  "rmse": float(np.sqrt((e ** 2).mean())), "bias": float(e.mean()),
+                                  "invoke_ms_median": float(np.median(ms[c]))}
+    return result
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--model", type=Path, action="append", required=True, help="model card (.toml)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--limit", type=int, default=0, help="first N validation images per dataset")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    result = evaluate(args.model, args.data, threads=args.threads, limit=args.limit)
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return
+    for card, per in result.items():
+        for ds, m in per.items():
+            print(f"{card} {ds}: {m['frames']} frames, MAE {m['mae']:.2f}, RMSE {m['rmse']:.2f}, "
+                  f"bias {m['bias']:+.2f}, invoke {m['invoke_ms_median']:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
