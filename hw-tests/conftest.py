@@ -45,8 +45,7 @@ at_end = "loop"
 stall_timeout_s = 10.0
 
 [model]
-path = "/usr/share/crowdsign/models/ssd_mobilenet_v1_coco_quant_max100.toml"
-threshold = 0.5
+path = "/usr/share/crowdsign/models/crowdsign_density_gray.toml"
 num_threads = 2
 
 [[zones]]

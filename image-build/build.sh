@@ -44,17 +44,9 @@ NICE=(nice -n 10)
 mkdir -p "$CACHE" "$OUT"
 HERE="$REPO/image-build"
 hash_of() { cat "$@" | sha256sum | cut -c1-16; }
-MODEL="$REPO/build/models/ssd_mobilenet_v1_coco_quant_max100.tflite"
+# --- 1. the model: crowdsign's own (models/crowdsign_density_gray), the default everywhere
+MODEL="$REPO/models/crowdsign_density_gray/crowdsign_density_gray.tflite"
 VIDEO="$SHARED/video/vtest.avi"
-LABELS="$SHARED/models/coco_labels.txt"
-
-# --- 1. the demo model (COCO SSD, cap 100): build/models, never the repository
-if [ ! -s "$MODEL" ]; then
-    log "model: raising the SSD's detection cap into build/models"
-    "$REPO/.venv/bin/python" "$REPO/models/tools/set_max_detections.py" \
-        "$SHARED/models/ssd_mobilenet_v1_coco_quant.tflite" --max 100 \
-        --card "$REPO/models/cards/ssd_mobilenet_v1_coco_quant.toml" -o "$MODEL" >/dev/null
-fi
 
 # --- 2. wheels: dependencies (cached by pyproject.toml) and crowdsign itself
 # setuptools writes build/ and *.egg-info beside the sources: build from a copy.
@@ -136,7 +128,7 @@ fi
 image_key="$(cd "$REPO" && hash_of <(echo "$base_key $TEST_RIG") \
     <(find daemon systemd image-build pyproject.toml -type f -not -name '*.pyc' \
         -not -path '*.egg-info*' | sort | xargs sha256sum) \
-    "$MODEL" <(sha256sum "$VIDEO" "$LABELS"))"
+    "$MODEL" "${MODEL%.tflite}.toml" <(sha256sum "$VIDEO"))"
 CACHED="$CACHE/image-$image_key"
 if [ ! -f "$CACHED/.done" ]; then
     log "image: crowdsign $(basename "$WHEEL") on base $base_key"
@@ -155,8 +147,7 @@ if [ ! -f "$CACHED/.done" ]; then
     # Model, labels, video: into the image only.
     models="$ROOT/usr/share/crowdsign/models"
     mkdir -p "$models" "$ROOT/usr/share/crowdsign/video" "$ROOT/usr/share/doc/crowdsign"
-    cp "$MODEL" "$LABELS" "$models/"
-    sed 's|^labels = .*|labels = "coco_labels.txt"|' "${MODEL%.tflite}.toml" > "$models/$(basename "${MODEL%.tflite}").toml"
+    cp "$MODEL" "${MODEL%.tflite}.toml" "$models/"
     ln -sf "$(basename "${MODEL%.tflite}").toml" "$models/default.toml"
     cp "$VIDEO" "$ROOT/usr/share/crowdsign/video/"
     cp "$REPO/README.md" "$ROOT/usr/share/doc/crowdsign/"

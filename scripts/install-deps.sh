@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Debian/Raspberry Pi OS packages crowdsign needs to build, run and test.
 # Used by scripts/demo.sh and scripts/test.sh; safe to run again.
-#   packages:     the daemon and its tests (systemd-python builds against libsystemd-dev)
+#   packages:     the daemon and its tests (systemd-python builds against libsystemd-dev;
+#                 strace for tests/test_privacy_strace.py, socat for the serial tests)
 #   rig_packages: the image and the virtual rig (image-build/, hw-tests/), on amd64 hosts:
 #                 mmdebstrap, mke2fs, mkfs.vfat + mtools, qemu-system-x86_64,
 #                 systemd-analyze (systemd), nsenter/setpriv (util-linux)
 set -euo pipefail
-packages=(python3 python3-venv python3-dev gcc pkg-config libsystemd-dev socat)
+packages=(python3 python3-venv python3-dev gcc pkg-config libsystemd-dev socat strace)
 rig_packages=(systemd util-linux mmdebstrap e2fsprogs dosfstools mtools qemu-system-x86)
 missing() {
     for p in "$@"; do

@@ -28,9 +28,9 @@ def test_example_configs_load_into_typed_values():
     assert config.outputs[0].template == "{zones}\r\n"
 
     replay = load_config(REPO / "examples" / "replay-video.toml")
-    assert Path(replay.source.target) == REPO.parent / 'shared' / 'video' / 'vtest.avi'
-    assert replay.model.path.resolve() == (
-        REPO / "build" / "models" / "ssd_mobilenet_v1_coco_quant_max100.toml")
+    assert Path(replay.source.target) == REPO / "build" / "sample" / "vtest.avi"
+    assert replay.model.path == (
+        REPO / "models" / "crowdsign_density_gray" / "crowdsign_density_gray.toml")
 
 
 def test_empty_config_gives_the_defaults_and_one_zone_covering_the_frame(tmp_path):
