@@ -111,6 +111,10 @@ def test_the_service_cannot_write_anywhere(rig):
     ids = rig.run(f"stat -c '%u %g' /proc/{pid}").check().split()
     uid, gid = ids
     assert int(uid) != 0, "DynamicUser: the daemon does not run as root"
+    # crowdsign marks itself not dumpable (prctl PR_SET_DUMPABLE 0): the kernel then
+    # gives the files inside /proc/PID (not the folder itself) to root.
+    owner = rig.run(f"stat -c '%u' /proc/{pid}/environ").check().strip()
+    assert owner == "0", "not dumpable: no core dump, no ptrace by the service's user"
     targets = ["/", "/etc", "/etc/crowdsign", "/opt/crowdsign", "/usr/share/crowdsign",
                "/var/log", "/var/lib", "/run", "/boot/firmware", "/dev/shm", "/root", "/home"]
     script = "; ".join(

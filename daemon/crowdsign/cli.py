@@ -1,4 +1,5 @@
 """The `crowdsign` command: `run` (the daemon), `check` (validate a config),
+`privacy` (the processing description for a data-protection impact assessment),
 `bench` (accuracy and speed of models on labelled images) and `doctor` (a field
 technician's check of the whole board).
 
@@ -50,6 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="validate a config, its model, source and outputs")
     _add_config_args(check)
+
+    privacy = sub.add_parser("privacy", help="the processing description for a data-protection "
+                                             "impact assessment, from the live config")
+    _add_config_args(privacy)
+    privacy.add_argument("--json", action="store_true", help="one JSON object")
 
     doctor = sub.add_parser("doctor", help="check config, model, camera, outputs and the board; "
                                            "one OK/WARN/FAIL line each")
@@ -121,7 +127,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_BAD_INPUT
     if args.command == "check":
         return cmd_check(config)
-    return cmd_run(config, frames=args.frames, json_out=args.json)
+    if args.command == "privacy":
+        return cmd_privacy(config, json_out=args.json)
+    return cmd_run(config, frames=args.frames, json_out=args.json,
+                   reload_config=lambda: load_with_overrides(args))
 
 
 def cmd_check(config: Config) -> int:
@@ -156,27 +165,59 @@ def cmd_check(config: Config) -> int:
     return EXIT_OK
 
 
-def cmd_run(config: Config, *, frames: Optional[int], json_out: bool) -> int:
+def cmd_privacy(config: Config, *, json_out: bool) -> int:
+    """What is captured, kept and sent under this config, and what enforces it."""
+    import json
+
+    from crowdsign.counting.counter import load_counter
+    from crowdsign.counting.modelcard import ModelError
+    from crowdsign.privacy import describe, render_text
+    from crowdsign.zones import ZoneGeometry
+
+    try:
+        counter = load_counter(config.model, ZoneGeometry(config.zone_list()))
+    except ModelError as e:
+        print(f"crowdsign: {config.path or '<defaults>'}: [model].path: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    d = describe(config, counter.input_size, counter.input_format, counter.card.name,
+                 config.model.num_threads)
+    counter.close()
+    print(json.dumps(d, indent=2) if json_out else render_text(d))
+    return EXIT_OK
+
+
+def cmd_run(config: Config, *, frames: Optional[int], json_out: bool,
+            reload_config=None) -> int:
+    """The daemon. `reload_config` reads the config again on SIGHUP (None: the
+    same config, i.e. a SIGHUP changes nothing)."""
+    stop, reload_requested = threading.Event(), threading.Event()
+    _install_signal_handlers(stop, reload_requested)  # first: SIGTERM works from here on
+
+    from crowdsign.journal import setup_logging
+
+    log = setup_logging(config.logging.level)
+    from crowdsign import guard
+
+    guard.install(config, log)  # no off switch: see crowdsign.guard
+
     from crowdsign.counting.counter import load_counter
     from crowdsign.counting.modelcard import ModelError
     from crowdsign.faults import FaultSpecError, fault_from_env, with_fault
-    from crowdsign.journal import setup_logging
     from crowdsign.notify import Notifier
     from crowdsign.sinks.factory import make_sinks
     from crowdsign.sinks.json_stream import JsonStreamSink
     from crowdsign.sources.factory import make_source
-    from crowdsign.supervisor import Supervisor
+    from crowdsign.supervisor import Reload, Supervisor
     from crowdsign.zones import ZoneGeometry
 
-    log = setup_logging(config.logging.level)
-    stop = threading.Event()
-    _install_signal_handlers(stop, log)
     notifier = Notifier()
+    log.info("loading model %s", config.model.path)
     try:
         counter = load_counter(config.model, ZoneGeometry(config.zone_list()))
     except ModelError as e:
         log.error("model: %s", e)
         notifier.status(f"model error: {e}")
+        notifier.close()
         return EXIT_BAD_INPUT
     try:  # the test-only fault switch (crowdsign.faults); off unless CROWDSIGN_FAULT is set
         counter = with_fault(counter, fault_from_env(), stop, log)
@@ -184,28 +225,51 @@ def cmd_run(config: Config, *, frames: Optional[int], json_out: bool) -> int:
         log.error("%s", e)
         return EXIT_BAD_INPUT
     sinks = make_sinks(config.outputs, log)
-    if json_out:
-        sinks.append(JsonStreamSink(sys.stdout))
-    source = make_source(config.source, model_size=counter.input_size,
-                         model_format=counter.input_format, stop=stop, log=log)
-    supervisor = Supervisor(config, source=source, counter=counter, sinks=sinks,
-                            notifier=notifier, log=log, stop=stop, max_frames=frames,
-                            source_state=lambda: getattr(source, "state", "ok"))
+    keep = [JsonStreamSink(sys.stdout)] if json_out else []
+
+    def new_source(cfg: Config, ctr):
+        return make_source(cfg.source, model_size=ctr.input_size,
+                           model_format=ctr.input_format, stop=stop, log=log)
+
+    def applied(cfg: Config) -> None:
+        guard.install(cfg, log)
+        log.setLevel(cfg.logging.level.upper())
+
+    reload = Reload(
+        requested=reload_requested,
+        load_config=reload_config or (lambda: config),
+        make_counter=lambda cfg: load_counter(cfg.model, ZoneGeometry(cfg.zone_list())),
+        make_source=new_source,
+        make_sinks=lambda cfg: make_sinks(cfg.outputs, log),
+        keep=keep, applied=applied)
+    supervisor = Supervisor(config, source=new_source(config, counter), counter=counter,
+                            sinks=sinks + keep, notifier=notifier, log=log, stop=stop,
+                            max_frames=frames, reload=reload)
     try:
         return supervisor.run()
     finally:
-        counter.close()
+        supervisor.counter.close()
         notifier.close()
 
 
-def _install_signal_handlers(stop: threading.Event, log: logging.Logger) -> None:
-    def on_signal(signum, _frame):
+def _install_signal_handlers(stop: threading.Event, reload: threading.Event) -> None:
+    """SIGTERM/SIGINT stop the daemon; SIGHUP asks for the config to be read again.
+
+    The handlers only set events: the frame loop acts on them between frames.
+    """
+    def on_stop(signum, _frame):
         if not stop.is_set():
-            log.info("%s received: stopping", signal.Signals(signum).name)
+            logging.getLogger("crowdsign").info("%s received: stopping",
+                                                signal.Signals(signum).name)
         stop.set()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    def on_hup(_signum, _frame):
+        logging.getLogger("crowdsign").info("SIGHUP received: reloading the config")
+        reload.set()
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGHUP, on_hup)
 
 
 if __name__ == "__main__":

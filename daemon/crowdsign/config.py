@@ -432,7 +432,7 @@ def parse_config(raw: dict[str, Any], path: Optional[Path] = None) -> Config:
 
     for key in raw:
         if key not in _SECTIONS and key not in ("zones", "outputs", "cars"):
-            problems.append(f"{where}: [{key}]: unknown section")
+            problems.append(f"{where}: [{_name(key)}]: unknown section")
 
     for name, cls in _SECTIONS.items():
         table = raw.get(name, {})
@@ -455,7 +455,7 @@ def parse_config(raw: dict[str, Any], path: Optional[Path] = None) -> Config:
     for i, table in enumerate(_array_of_tables(raw, "outputs", where, problems)):
         label = f"[[outputs]] #{i + 1}"
         kind = table.get("type")
-        if kind not in OUTPUT_TYPES:
+        if not isinstance(kind, str) or kind not in OUTPUT_TYPES:
             problems.append(f"{where}: {label}.type: must be one of "
                             f"{', '.join(OUTPUT_TYPES)}, got {kind!r}")
             continue
@@ -507,7 +507,7 @@ def _build(cls, table: dict, label: str, where: str, problems: list[str]):
     before = len(problems)
     for key, value in table.items():
         if key not in fields:
-            problems.append(f"{where}: {label}.{key}: unknown key "
+            problems.append(f"{where}: {label}.{_name(key)}: unknown key "
                             f"(known: {', '.join(fields)})")
             continue
         inner = _table_type(hints[key])
@@ -541,6 +541,12 @@ def _table_type(hint: Any) -> Optional[type]:
         if args and dataclasses.is_dataclass(args[0]):
             return args[0]
     return None
+
+
+def _name(key: str) -> str:
+    """A key or name for a problem line: as written if printable, else quoted,
+    so a line break in a quoted TOML key never splits the problem in two."""
+    return key if key.isprintable() and key.strip() == key and key else repr(key)
 
 
 def _show(value: Any) -> str:
@@ -637,7 +643,7 @@ def validate(config: Config, where: str) -> list[str]:
 
     seen: set[str] = set()
     for i, z in enumerate(config.zones):
-        key = f"[[zones]] #{i + 1} ({z.name})"
+        key = f"[[zones]] #{i + 1} ({_name(z.name)})"
         need(bool(z.name) and z.name.replace("_", "").replace("-", "").isalnum(), f"{key}.name",
              "must be non-empty letters, digits, - or _")
         need(z.name not in seen, f"{key}.name", "duplicate zone name")
@@ -653,7 +659,7 @@ def validate(config: Config, where: str) -> list[str]:
     in_a_car: set[str] = set()
     car_names: set[str] = set()
     for i, c in enumerate(config.cars):
-        key = f"[[cars]] #{i + 1} ({c.name})"
+        key = f"[[cars]] #{i + 1} ({_name(c.name)})"
         need(bool(c.name) and c.name.isprintable() and c.name.isascii(), f"{key}.name",
              "must be non-empty printable ASCII")
         need(c.name not in car_names, f"{key}.name", "duplicate car name")

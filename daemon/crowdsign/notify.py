@@ -30,7 +30,9 @@ class Notifier:
         self._address = address or None
         self._sock: Optional[socket.socket] = None
         if self._address:
-            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            # Non-blocking: a manager that stops reading must never stall the frame loop.
+            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC
+                                       | socket.SOCK_NONBLOCK)
         usec = os.environ.get("WATCHDOG_USEC") if watchdog_usec is None else watchdog_usec
         self.watchdog_s = int(usec) / 1e6 if usec and usec.isdigit() else None
         self.watchdog_min_interval = min(0.5, self.watchdog_s / 4) if self.watchdog_s else 0.5

@@ -6,6 +6,14 @@ watchdog, so a pipeline that hangs anywhere (camera, model, smoothing)
 stops the pings and systemd restarts the service. Stop (SIGTERM, the end of a
 replay, `--frames N`): tell systemd STOPPING, close the camera, then the
 outputs, in that order, within a second.
+
+Reload (SIGHUP, see `Reload`): between two frames the config file is read
+again; a config with problems is refused with one log line and the running
+one kept. Otherwise only what changed is rebuilt: the model (and the zone
+geometry it counts with) when [model] or the zones changed, the camera only
+when [source] changed or the new model wants another input, the outputs when
+[[outputs]] changed; levels, cars and logging are applied in place. The
+camera is never closed for a change that does not concern it.
 """
 
 from __future__ import annotations
@@ -14,10 +22,12 @@ import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
-from crowdsign.config import Config
+import numpy as np
+
+from crowdsign.config import Config, ConfigError
 from crowdsign.counting.counter import Counter
 from crowdsign.counting.types import ZoneCounts
 from crowdsign.journal import summary_fields
@@ -29,31 +39,39 @@ from crowdsign.sources.base import FrameSource, SourceExhausted
 CAPTURE_TIMEOUT_S = 0.25  # how long one wait for a frame may block the loop
 
 
-@dataclass
 class StageTimes:
     """Milliseconds per counted frame for each stage, the most recent `keep` frames.
 
     capture:     waiting for and reading the frame (decode, for a recording).
     preprocess, invoke, postprocess: inside the counter.
     output:      smoothing, levels and handing the update to every sink.
-    """
 
-    keep: int = 10_000
-    capture: deque = field(default_factory=deque)
-    preprocess: deque = field(default_factory=deque)
-    invoke: deque = field(default_factory=deque)
-    postprocess: deque = field(default_factory=deque)
-    output: deque = field(default_factory=deque)
+    Each stage reads as a sequence, oldest first (`list(times.invoke)`). The
+    values live in one array allocated, and touched, up front (5 x `keep`
+    float64, 400 KB by default), so the daemon's memory does not creep up
+    while the history fills: a soak sees it flat from the first minute.
+    """
 
     STAGES = ("capture", "preprocess", "invoke", "postprocess", "output")
 
-    def __post_init__(self) -> None:
-        for name in self.STAGES:
-            setattr(self, name, deque(maxlen=self.keep))
+    def __init__(self, keep: int = 10_000):
+        self.keep = keep
+        self._values = np.full((len(self.STAGES), keep), np.nan)
+        self._count = 0
 
     def add(self, **ms: float) -> None:
+        slot = self._count % self.keep
         for name, value in ms.items():
-            getattr(self, name).append(value)
+            self._values[self.STAGES.index(name), slot] = value
+        self._count += 1
+
+    def __getattr__(self, name: str) -> list[float]:
+        if name not in StageTimes.STAGES:
+            raise AttributeError(name)
+        row = self._values[self.STAGES.index(name)]
+        n = min(self._count, self.keep)
+        start = self._count % self.keep if self._count > self.keep else 0
+        return np.concatenate([row[start:n], row[:start]]).tolist() if start else row[:n].tolist()
 
 
 class RateMeter:
@@ -71,6 +89,29 @@ class RateMeter:
         return (len(self._stamps) - 1) / max(self._stamps[-1] - self._stamps[0], 1e-9)
 
 
+@dataclass
+class Reload:
+    """What the supervisor needs to apply a new config on SIGHUP.
+
+    requested:   set by the SIGHUP handler; the loop clears it and reloads.
+    load_config: reads and validates the config again (raises ConfigError).
+    make_counter: a Counter for a config (raises ModelError or ValueError).
+    make_source: an unopened source for a config and its counter.
+    make_sinks:  the unopened sinks of a config's [[outputs]].
+    keep:        sinks that are not from the config (`--json`) and stay.
+    applied:     called with each config put in place (the privacy guard's
+                 declared outputs, the log level).
+    """
+
+    requested: threading.Event
+    load_config: Callable[[], Config]
+    make_counter: Callable[[Config], Counter]
+    make_source: Callable[[Config, Counter], FrameSource]
+    make_sinks: Callable[[Config], list[Sink]]
+    keep: Sequence[Sink] = ()
+    applied: Callable[[Config], None] = lambda config: None
+
+
 class Supervisor:
     """Runs source -> counter -> levels -> sinks until told to stop.
 
@@ -81,8 +122,9 @@ class Supervisor:
     def __init__(self, config: Config, *, source: FrameSource, counter: Counter,
                  sinks: Sequence[Sink], notifier: Notifier, log: logging.Logger,
                  stop: threading.Event, max_frames: Optional[int] = None,
-                 source_state: Callable[[], str] = lambda: "ok",
-                 clock: Callable[[], float] = time.monotonic):
+                 source_state: Optional[Callable[[], str]] = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 reload: Optional[Reload] = None):
         self.config = config
         self.source = source
         self.counter = counter
@@ -91,8 +133,10 @@ class Supervisor:
         self.log = log
         self.stop = stop
         self.max_frames = max_frames
-        self.source_state = source_state
+        self.source_state = source_state or (lambda: getattr(self.source, "state", "ok"))
         self.clock = clock
+        self.reload = reload
+        self.reloads = 0
         self.tracker = LevelTracker(config.zone_list(), config.levels, config.car_list(),
                                     config.recommend)
         self.times = StageTimes()
@@ -128,6 +172,10 @@ class Supervisor:
 
     def _loop(self) -> None:
         while not self.stop.is_set():
+            if self.reload is not None and self.reload.requested.is_set():
+                self.reload.requested.clear()
+                self._reload()
+                continue
             start = self.clock()
             try:
                 with self.source.capture(CAPTURE_TIMEOUT_S) as frame:
@@ -145,6 +193,66 @@ class Supervisor:
             self._counted(counts, start, captured)
             if self.max_frames is not None and self.counted >= self.max_frames:
                 return
+
+    # --- reload (SIGHUP) -----------------------------------------------------------
+
+    def _reload(self) -> None:
+        """Apply the config file as it is now, or keep the running one (one log line)."""
+        assert self.reload is not None
+        r, old = self.reload, self.config
+        try:
+            new = r.load_config()
+        except ConfigError as e:
+            self.log.error("config reload refused, keeping the running config: %s",
+                           "; ".join(e.problems))
+            return
+        counter_changes = new.model != old.model or new.zone_list() != old.zone_list()
+        counter = self.counter
+        if counter_changes:
+            try:
+                counter = r.make_counter(new)
+            except Exception as e:  # ModelError, a bad zone: the running model stays
+                self.log.error("config reload refused, keeping the running config: "
+                               "[model]: %s", e)
+                return
+        source_changes = new.source != old.source or (
+            counter is not self.counter and (counter.input_size, counter.input_format)
+            != (self.counter.input_size, self.counter.input_format))
+        done: list[str] = []
+        if counter is not self.counter:
+            self.counter.close()
+            self.counter = counter
+            done.append(f"model reloaded ({counter.describe()})")
+        else:
+            done.append("model kept")
+        if source_changes:
+            self.source.close()
+            self.source = r.make_source(new, counter)
+            self.source.open()
+            done.append(f"camera reopened ({self.source.describe()})")
+        else:
+            done.append(f"camera kept ({self.source.describe()})")
+        if new.outputs != old.outputs:
+            for sink in self.sinks:
+                if sink not in r.keep:
+                    sink.close()
+            sinks = r.make_sinks(new)
+            r.applied(new)   # the guard must know the new devices before they are opened
+            for sink in sinks:
+                sink.open()
+            self.sinks = sinks + list(r.keep)
+            done.append(f"outputs reopened ({', '.join(s.describe() for s in sinks) or 'none'})")
+        else:
+            r.applied(new)
+            done.append("outputs kept")
+        if (counter_changes or new.levels != old.levels or new.cars != old.cars
+                or new.recommend != old.recommend):
+            self.tracker = LevelTracker(new.zone_list(), new.levels, new.car_list(),
+                                        new.recommend)
+            done.append("levels restarted")
+        self.config = new
+        self.reloads += 1
+        self.log.info("config reloaded from %s: %s", new.path or "<defaults>", "; ".join(done))
 
     # --- per frame ------------------------------------------------------------
 

@@ -72,7 +72,10 @@ class PolygonEdges:
         if x.shape[0] == 0:
             return np.zeros((len(self._first_edge), 0), dtype=bool)
         crosses = (self._y1 > y) != (self._y2 > y)
-        x_at_y = self._x1 + (y - self._y1) * self._slope
+        # An all-but-horizontal edge (dy ~ 1e-300) has a slope near infinity;
+        # 0 * inf is NaN there, which compares False: the edge is not crossed.
+        with np.errstate(invalid="ignore", over="ignore"):
+            x_at_y = self._x1 + (y - self._y1) * self._slope
         hits = (crosses & (x < x_at_y)).astype(np.uint8)
         per_zone = np.add.reduceat(hits, self._first_edge, axis=1)
         return (per_zone.T % 2) == 1

@@ -8,6 +8,7 @@ their own (see `crowdsign.sinks.worker`).
 from __future__ import annotations
 
 import dataclasses
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Mapping, Optional
@@ -99,5 +100,6 @@ class Sink(ABC):
 
 
 def whole(value: Optional[float]) -> Optional[int]:
-    """A smoothed count as a display shows it: whole people, halves up; None stays None."""
-    return None if value is None else int(value + 0.5)
+    """A smoothed count as a display shows it: whole people, halves up; None
+    stays None, and so does inf or NaN (not a number of people: a broken model)."""
+    return None if value is None or not math.isfinite(value) else int(value + 0.5)

@@ -100,6 +100,9 @@ def record(telegram: IbisTelegramConfig, text: str) -> str:
         if not (digits.isdigit() and digits.isascii() and 1 <= len(digits) <= 3):
             raise ValueError(f"DS001 sends a number of 1 to 3 digits, got {text!r}")
         return "l" + digits.zfill(3)
+    if not 1 <= telegram.blocks <= 15 or not 0 <= telegram.address <= 15:
+        raise ValueError(f"IBIS blocks must be 1..15 and address 0..15, got blocks "
+                         f"{telegram.blocks}, address {telegram.address}")
     width = telegram.blocks * BLOCK
     body = ibis_text(text)[:width].ljust(width)
     if telegram.type == "DS003a":

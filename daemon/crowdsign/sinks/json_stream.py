@@ -29,13 +29,18 @@ def _finite(x: float, digits: int) -> Optional[float]:
     return round(x, digits) if math.isfinite(x) else None
 
 
+def _count(x: Optional[float]) -> Optional[float]:
+    """A count as JSON carries it: None when unknown, or inf / NaN (a broken model)."""
+    return x if x is None or math.isfinite(x) else None
+
+
 def update_record(update: Update) -> dict[str, Any]:
     """The JSON fields shared by every JSON output: t, frame, total, zones, levels."""
     return {
         "t": _finite(update.t, 3),
         "frame": update.frame,
-        "total": update.total,
-        "zones": dict(update.zones),
+        "total": _count(update.total),
+        "zones": {z: _count(v) for z, v in update.zones.items()},
         "levels": dict(update.levels),
     }
 

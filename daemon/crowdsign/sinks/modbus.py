@@ -62,6 +62,11 @@ def _u16(value: Optional[float]) -> int:
     return min(max(int(value), 0), NO_DATA - 1)
 
 
+def _code(value: int) -> int:
+    """A level code as a register: 0..65535 (codes are 0..len(names) in practice)."""
+    return min(max(int(value), 0), 0xFFFF)
+
+
 def register_block(update: Optional[Update], now: float, heartbeat: int) -> list[int]:
     """All REGISTERS registers for `update` read at `now` (monotonic s).
 
@@ -87,12 +92,12 @@ def register_block(update: Optional[Update], now: float, heartbeat: int) -> list
     for i, (name, count) in enumerate(list(shown.zones.items())[:MAX_ZONES]):
         base = ZONE_BASE + ZONE_STRIDE * i
         regs[base] = _u16(whole(count))
-        regs[base + 1] = shown.codes.get(name, NO_DATA_CODE)
+        regs[base + 1] = _code(shown.codes.get(name, NO_DATA_CODE))
         regs[base + 2] = age
     for j, name in enumerate(cars[:MAX_CARS]):
         base = CAR_BASE + CAR_STRIDE * j
         regs[base] = _u16(whole(shown.cars[name]))
-        regs[base + 1] = shown.car_codes.get(name, NO_DATA_CODE)
+        regs[base + 1] = _code(shown.car_codes.get(name, NO_DATA_CODE))
     return regs
 
 

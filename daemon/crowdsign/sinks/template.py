@@ -63,7 +63,8 @@ class Count:
     __slots__ = ("value",)
 
     def __init__(self, value: Optional[float]):
-        self.value = value
+        # inf / NaN (a broken model) is not a number of people: shown as unknown
+        self.value = value if value is None or math.isfinite(value) else None
 
     def __format__(self, spec: str) -> str:
         if self.value is None:
