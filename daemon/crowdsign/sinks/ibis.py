@@ -38,11 +38,11 @@ import time
 from typing import Callable, Optional, Sequence
 
 from crowdsign.config import IbisOutputConfig, IbisTelegramConfig
-from crowdsign.sinks.base import Sink, Update
+from crowdsign.sinks.base import Update
 from crowdsign.sinks.notice import NoticeCycle
 from crowdsign.sinks.serial_line import SerialPortDevice
 from crowdsign.sinks.template import TemplateError, render_template, sample_updates
-from crowdsign.sinks.worker import DeviceWorker
+from crowdsign.sinks.worker import DeviceSink, DeviceWorker
 
 VDV_HEX = "0123456789:;<=>?"
 """VDV 300's hex digits: 0..15 as the ASCII characters 0x30..0x3F."""
@@ -160,7 +160,7 @@ def check_telegram(telegram: IbisTelegramConfig, zones: Sequence[str], cars: Seq
     return p
 
 
-class IbisSink(Sink):
+class IbisSink(DeviceSink):
     """Sends the configured IBIS telegrams for each update to a serial port.
 
     config: the [[outputs]] table (port, line settings, telegrams, notice,
@@ -180,26 +180,3 @@ class IbisSink(Sink):
             rate_hz=config.rate_hz, backoff_initial_s=config.backoff_initial_s,
             backoff_max_s=config.backoff_max_s, log=log, clock=clock)
 
-    def open(self) -> None:
-        """Start the writer thread; the port opens there (a missing one is retried)."""
-        self._worker.start()
-
-    def publish(self, update: Update) -> None:
-        self._worker.publish(update)
-
-    def close(self) -> None:
-        self._worker.close()
-
-    def describe(self) -> str:
-        return self.device.describe()
-
-    def health(self) -> str:
-        return self._worker.health()
-
-    @property
-    def running(self) -> bool:
-        return self._worker.running
-
-    @property
-    def writes(self) -> int:
-        return self._worker.writes

@@ -36,9 +36,9 @@ from typing import Any, Callable, Optional, Sequence
 from PIL import Image, ImageDraw
 
 from crowdsign.config import LedMatrixOutputConfig
-from crowdsign.sinks.base import Sink, Update, whole
+from crowdsign.sinks.base import Update, whole
 from crowdsign.sinks.notice import NoticeCycle
-from crowdsign.sinks.worker import Device, DeviceWorker
+from crowdsign.sinks.worker import Device, DeviceSink, DeviceWorker
 
 ARROW_ROWS = 3
 Frames = Sequence[tuple[Image.Image, float]]
@@ -211,7 +211,7 @@ def _save_atomically(image: Image.Image, path: Path) -> None:
     os.replace(tmp, path)
 
 
-class LedMatrixSink(Sink):
+class LedMatrixSink(DeviceSink):
     """Shows each update on an LED matrix: bars or numbers per car, the arrow
     to the least crowded car, the no-data text, and the scrolling notice.
 
@@ -246,26 +246,3 @@ class LedMatrixSink(Sink):
                         (layout, 0.0)]
         return [(layout, 0.0)]
 
-    def open(self) -> None:
-        """Start the display thread; the device opens there (a missing one is retried)."""
-        self._worker.start()
-
-    def publish(self, update: Update) -> None:
-        self._worker.publish(update)
-
-    def close(self) -> None:
-        self._worker.close()
-
-    def describe(self) -> str:
-        return self.device.describe()
-
-    def health(self) -> str:
-        return self._worker.health()
-
-    @property
-    def running(self) -> bool:
-        return self._worker.running
-
-    @property
-    def writes(self) -> int:
-        return self._worker.writes

@@ -26,10 +26,10 @@ from typing import Optional, Union
 import serial
 
 from crowdsign.config import IbisOutputConfig, SerialOutputConfig
-from crowdsign.sinks.base import Sink, Update
+from crowdsign.sinks.base import Update
 from crowdsign.sinks.json_stream import update_record
 from crowdsign.sinks.template import render_template
-from crowdsign.sinks.worker import Device, DeviceWorker
+from crowdsign.sinks.worker import Device, DeviceSink, DeviceWorker
 
 
 def encode_line(config: SerialOutputConfig, update: Update) -> bytes:
@@ -99,7 +99,7 @@ class SerialPortDevice(Device):
         return f"{self._kind} {self._config.port}"
 
 
-class SerialLineSink(Sink):
+class SerialLineSink(DeviceSink):
     """Writes one line per update to a serial display controller.
 
     config: the [[outputs]] table (port, line settings, format, template,
@@ -115,28 +115,3 @@ class SerialLineSink(Sink):
             rate_hz=config.rate_hz, backoff_initial_s=config.backoff_initial_s,
             backoff_max_s=config.backoff_max_s, log=log)
 
-    def open(self) -> None:
-        """Start the writer thread; the port opens there (a missing one is retried)."""
-        self._worker.start()
-
-    def publish(self, update: Update) -> None:
-        self._worker.publish(update)
-
-    def close(self) -> None:
-        self._worker.close()
-
-    def describe(self) -> str:
-        return self.device.describe()
-
-    def health(self) -> str:
-        return self._worker.health()
-
-    @property
-    def running(self) -> bool:
-        """True while the writer thread is alive."""
-        return self._worker.running
-
-    @property
-    def writes(self) -> int:
-        """Lines written so far."""
-        return self._worker.writes

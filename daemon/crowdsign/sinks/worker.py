@@ -41,7 +41,7 @@ import time
 from abc import ABC, abstractmethod
 from typing import Any, Callable, Optional
 
-from crowdsign.sinks.base import Update
+from crowdsign.sinks.base import Sink, Update
 
 
 class Device(ABC):
@@ -301,3 +301,40 @@ class DeviceWorker:
         """Sleep `seconds`, or less when close() is called."""
         with self._cond:
             self._cond.wait_for(lambda: self._stopping, timeout=seconds)
+
+
+class DeviceSink(Sink):
+    """A Sink whose device is driven by a DeviceWorker: what every device sink shares.
+
+    Subclasses set `self.device` (the Device) and `self._worker` (its
+    DeviceWorker) in their constructor; the rest is delegation.
+    """
+
+    device: Device
+    _worker: DeviceWorker
+
+    def open(self) -> None:
+        """Start the writer thread; the device opens there (a missing one is retried)."""
+        self._worker.start()
+
+    def publish(self, update: Update) -> None:
+        self._worker.publish(update)
+
+    def close(self) -> None:
+        self._worker.close()
+
+    def describe(self) -> str:
+        return self.device.describe()
+
+    def health(self) -> str:
+        return self._worker.health()
+
+    @property
+    def running(self) -> bool:
+        """True while the writer thread is alive."""
+        return self._worker.running
+
+    @property
+    def writes(self) -> int:
+        """Updates written so far."""
+        return self._worker.writes
