@@ -28,3 +28,21 @@ def shared_path(*parts: str) -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+def require(condition: bool, why: str) -> None:
+    """Skip the test when `condition` is false; under CI, fail it instead."""
+    if not condition:
+        if on_ci():
+            pytest.fail(why)
+        pytest.skip(why)
+
+
+def require_tool(name: str, package: str) -> str:
+    """The path of a program the test needs (from Debian's `package`); see require()."""
+    import shutil
+
+    path = shutil.which(name)
+    require(path is not None, f"{name} is not installed (apt install {package}; "
+                              "scripts/install-deps.sh does it)")
+    return path

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import time
@@ -18,17 +17,10 @@ from pathlib import Path
 import pytest
 
 from daemon_process import Daemon, replay_config
-from shared_data import shared_path
+from shared_data import require, require_tool, shared_path
 
 JOURNAL_SOCKET = Path("/run/systemd/journal/socket")
 JOURNALD = Path("/lib/systemd/systemd-journald")
-
-
-def require(condition: bool, why: str) -> None:
-    if not condition:
-        if os.environ.get("CI") == "true":
-            pytest.fail(why)
-        pytest.skip(why)
 
 
 def journald_listening() -> bool:
@@ -54,7 +46,7 @@ def journald():
         while not journald_listening():
             assert time.monotonic() < deadline, "systemd-journald did not create its socket"
             time.sleep(0.05)
-    require(shutil.which("journalctl") is not None, "journalctl is not installed")
+    require_tool("journalctl", "systemd")
     yield
     if started is not None:
         started.terminate()

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import time
 from pathlib import Path
 
-import pytest
 
 from daemon_process import Daemon, replay_config
-from shared_data import shared_path
+from shared_data import require_tool, shared_path
 
 LINE = re.compile(r"^left=(\d+|--);centre=(\d+|--);right=(\d+|--)$")
 
@@ -65,10 +63,7 @@ class SocatPair:
     """Two linked pseudo-terminals, as a USB-serial adapter and the display on its far end."""
 
     def __init__(self, directory: Path):
-        if shutil.which("socat") is None and os.environ.get("CI") == "true":
-            pytest.fail("socat is not installed (apt install socat)")
-        if shutil.which("socat") is None:
-            pytest.skip("socat is not installed")
+        require_tool("socat", "socat")
         self.device = directory / "ttyDISPLAY"
         self.host = directory / "ttyHOST"
         self.proc = None

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import re
 import select
-import shutil
 import signal
 import subprocess
 import threading
@@ -16,12 +15,11 @@ import time
 from pathlib import Path
 from typing import Optional
 
-import pytest
 from PIL import Image
 from pymodbus.client import ModbusSerialClient
 
 from daemon_process import Daemon, replay_config
-from shared_data import on_ci, shared_path
+from shared_data import require_tool, shared_path
 
 from crowdsign.sinks.ibis import checksum
 from crowdsign.sinks.led_matrix import lit
@@ -33,10 +31,7 @@ class Link:
     """A socat pty pair: DEVICE is what the daemon opens, FAR the equipment's end."""
 
     def __init__(self, directory: Path, name: str):
-        if shutil.which("socat") is None:
-            if on_ci():
-                pytest.fail("socat is not installed (apt install socat)")
-            pytest.skip("socat is not installed")
+        require_tool("socat", "socat")
         self.device = directory / f"tty{name}"
         self.far = directory / f"tty{name}FAR"
         self.proc: Optional[subprocess.Popen] = None

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import typing
 from pathlib import Path
 
 import numpy as np

@@ -27,15 +27,13 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from daemon_process import NotifySocket, replay_config
-from shared_data import shared_path
+from shared_data import require_tool, shared_path
 
 FRAMES = 300
 MAX_WRITE = 64 * 1024
@@ -54,12 +52,7 @@ TRACED = ("%file,%network,write,pwrite64,writev,pwritev,pwritev2,mmap,ftruncate,
 
 
 def strace() -> str:
-    path = shutil.which("strace")
-    if path is None:
-        why = "strace is not installed (Debian's strace: scripts/install-deps.sh)"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(why)
-        pytest.skip(why)
+    path = require_tool("strace", "strace")
     return path
 
 

@@ -4,12 +4,9 @@ socat-linked pseudo-terminal pair; and the register map on its own."""
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import signal
 import subprocess
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -19,7 +16,7 @@ from pymodbus.client import ModbusSerialClient
 from crowdsign.config import ModbusOutputConfig
 from crowdsign.sinks.base import Update
 from crowdsign.sinks.modbus import NO_DATA, ModbusSink, register_block
-from shared_data import on_ci
+from shared_data import require_tool
 
 LOG = logging.getLogger("crowdsign.test.modbus")
 
@@ -60,10 +57,7 @@ class SocatPair:
     """Two linked ptys: SERVER (the sink's RS-485 adapter) and PLC (the client's)."""
 
     def __init__(self, directory: Path):
-        if shutil.which("socat") is None:
-            if on_ci():
-                pytest.fail("socat is not installed (apt install socat)")
-            pytest.skip("socat is not installed")
+        require_tool("socat", "socat")
         self.server = directory / "ttySERVER"
         self.plc = directory / "ttyPLC"
         self.proc: Optional[subprocess.Popen] = None

@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import select
-import shutil
 import signal
 import subprocess
 import time
@@ -22,6 +21,7 @@ from crowdsign.config import SerialOutputConfig
 from crowdsign.sinks.base import Update
 from crowdsign.sinks.factory import check_outputs, make_sinks
 from crowdsign.sinks.serial_line import SerialLineSink
+from shared_data import require_tool
 
 LOG = logging.getLogger("crowdsign.test.serial")
 
@@ -255,8 +255,7 @@ class Socat:
 
 @pytest.fixture
 def socat(tmp_path):
-    if shutil.which("socat") is None:
-        pytest.skip("socat is not installed")
+    require_tool("socat", "socat")
     s = Socat(tmp_path)
     yield s
     s.stop()

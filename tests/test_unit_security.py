@@ -7,14 +7,12 @@ The score is printed (`pytest -s`, or in the failure message).
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from shared_data import require_tool
 
 REPO = Path(__file__).resolve().parents[1]
 UNIT = REPO / "systemd" / "crowdsign.service"
@@ -24,12 +22,7 @@ MAX_EXPOSURE = 1.0
 
 
 def systemd_analyze() -> str:
-    path = shutil.which("systemd-analyze")
-    if path is None:
-        why = "systemd-analyze missing (Debian's systemd package): run scripts/install-deps.sh"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(why)
-        pytest.skip(why)
+    path = require_tool("systemd-analyze", "systemd")
     return path
 
 
