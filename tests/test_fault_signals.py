@@ -175,3 +175,46 @@ def test_sighup_with_a_broken_config_keeps_the_running_one_with_one_log_line(tmp
         stopped_cleanly(daemon, systemd)
     finally:
         daemon.kill()
+
+
+def test_sighup_adding_a_serial_output_opens_it_and_keeps_the_camera(tmp_path, systemd):
+    from test_daemon_serial import LINE, read_lines, serial_output
+
+    master, slave = os.openpty()
+    config = replay_config(tmp_path, shared_path("video", "vtest.avi"), pace="realtime")
+    daemon = Daemon("-c", str(config), "--json", env=systemd.env())
+    try:
+        daemon.wait_for(lambda u: u["total"] is not None)
+        before = video_fds(daemon.proc.pid, "vtest.avi")
+        config.write_text(config.read_text() + serial_output(os.ttyname(slave)))
+        daemon.proc.send_signal(signal.SIGHUP)
+        lines = read_lines(master, 3, timeout=30)
+        assert len(lines) == 3 and all(LINE.match(line) for line in lines), lines
+        line = next(line for line in daemon.stderr_lines if "config reloaded" in line)
+        assert "outputs reopened (serial" in line and "camera kept" in line, line
+        assert video_fds(daemon.proc.pid, "vtest.avi").keys() == before.keys()
+        assert not any("privacy" in line.lower() for line in daemon.stderr_lines), \
+            "the guard knows the new output before it is opened"
+        stopped_cleanly(daemon, systemd)
+    finally:
+        daemon.kill()
+        os.close(master)
+        os.close(slave)
+
+
+def test_sighup_with_a_new_source_reopens_the_camera_and_counting_goes_on(tmp_path, systemd):
+    config = replay_config(tmp_path, shared_path("video", "vtest.avi"), pace="realtime")
+    daemon = Daemon("-c", str(config), "--json", env=systemd.env())
+    try:
+        daemon.wait_for(lambda u: u["total"] is not None)
+        config.write_text(config.read_text().replace('pace = "realtime"', 'pace = "fast"'))
+        daemon.proc.send_signal(signal.SIGHUP)
+        wait_for_line(daemon, "config reloaded", timeout=30)
+        line = next(line for line in daemon.stderr_lines if "config reloaded" in line)
+        assert "camera reopened" in line and "model kept" in line and "outputs kept" in line, line
+        after_reload = daemon.wait_for(lambda u: u["total"] is not None, timeout=30)
+        later = daemon.wait_for(lambda u: u["frame"] > after_reload["frame"] + 20, timeout=30)
+        assert later["total"] is not None, "counting goes on from the reopened camera"
+        stopped_cleanly(daemon, systemd)
+    finally:
+        daemon.kill()
