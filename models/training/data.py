@@ -40,6 +40,10 @@ DATASETS = ("mall", "shanghaitech_b")
 MIX = {"mall": 0.45, "shanghaitech_b": 0.55, "shanghaitech_a": 0.15}
 # Scale jitter (log-uniform range) per dataset: Mall is one fixed camera.
 JITTER = {"mall": (0.85, 1.18), "shanghaitech_b": (0.7, 1.4), "shanghaitech_a": (0.7, 1.4)}
+# Share of patches with no people at all: black, white, flat or graded frames with
+# sensor noise (a covered lens, a dark platform at night, an overexposed view).
+# Without them the model counts ~14 people in an all-black frame.
+EMPTY_SHARE = 0.03
 SHB_VAL_COUNT = 80
 SPLIT_SEED = 0
 
@@ -120,12 +124,14 @@ def full_target(item: Item, stride: int = STRIDE) -> np.ndarray:
 class PatchSampler:
     """Augmented training patches and their density targets, from a seeded generator."""
 
-    def __init__(self, train: dict, rng: np.random.Generator, patch=PATCH, stride=STRIDE):
+    def __init__(self, train: dict, rng: np.random.Generator, patch=PATCH, stride=STRIDE,
+                 empty_share: float = EMPTY_SHARE):
         self.train = {k: v for k, v in train.items() if v}
         names = list(self.train)
         p = np.array([MIX.get(n, 0.1) for n in names], np.float64)
         self.names, self.p = names, p / p.sum()
         self.rng, self.patch, self.stride = rng, patch, stride
+        self.empty_share = empty_share
 
     def batch(self, size: int) -> tuple[np.ndarray, np.ndarray]:
         pw, ph = self.patch
@@ -137,6 +143,10 @@ class PatchSampler:
 
     def one(self) -> tuple[np.ndarray, np.ndarray]:
         rng = self.rng
+        # No draw at all when off, so that a run without empty patches sees the same
+        # patch stream as before they existed.
+        if self.empty_share > 0 and rng.random() < self.empty_share:
+            return self.empty()
         name = self.names[rng.choice(len(self.names), p=self.p)]
         items = self.train[name]
         item = items[rng.integers(len(items))]
@@ -174,3 +184,15 @@ class PatchSampler:
             np.clip(out, 0, 255, out=out)
             np.round(out, out=out)
         return out, target
+
+    def empty(self) -> tuple[np.ndarray, np.ndarray]:
+        """A frame with nobody in it: a flat or graded level, noised, target zero."""
+        rng = self.rng
+        pw, ph = self.patch
+        level = rng.choice([rng.uniform(0, 30), rng.uniform(225, 255), rng.uniform(0, 255)])
+        gx, gy = rng.uniform(-60, 60, size=2) * (rng.random() < 0.5)
+        yy, xx = np.mgrid[0:ph, 0:pw].astype(np.float32)
+        img = level + gx * (xx / pw - 0.5) + gy * (yy / ph - 0.5)
+        img += rng.normal(0.0, rng.uniform(0.0, 8.0), img.shape)
+        img = np.round(np.clip(img, 0, 255)).astype(np.float32)
+        return img, np.zeros((ph // self.stride, pw // self.stride), np.float32)

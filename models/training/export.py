@@ -43,6 +43,7 @@ def parse_args(argv=None):
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--name", default="crowdsign_density_gray")
     p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--arch", default="s", help="the network the weights belong to (net.ARCHS)")
     p.add_argument("--precise-bn", action="store_true",
                    help="recompute BatchNorm statistics on whole training images first")
     return p.parse_args(argv)
@@ -103,7 +104,7 @@ def main(argv=None) -> None:
 
     images = calibration_images(args.data, args.seed)
     _, val = D.load_split(args.data, [n for n in CALIBRATION])
-    model = net.build()
+    model = net.build(arch=args.arch)
     results = []
     for path in args.weights:
         model.load_weights(path)
@@ -119,7 +120,7 @@ def main(argv=None) -> None:
     score, chosen, weights, metrics = min(results, key=lambda r: r[0])
 
     w, h = D.INPUT_SIZE
-    fixed = net.build(h, w, 1)
+    fixed = net.build(h, w, 1, arch=args.arch)
     fixed.set_weights(weights)
     last = fixed.get_layer("density")
     kernel, bias = last.get_weights()
@@ -144,7 +145,7 @@ def main(argv=None) -> None:
     path = args.out / f"{args.name}.tflite"
     path.write_bytes(int8)
     info = {"weights": chosen, "val_float_keras": metrics, "score": score, "macs": macs,
-            "input": [1, h, w, 1], "output_stride": D.STRIDE, "int8_bytes": len(int8),
+            "input": [1, h, w, 1], "arch": args.arch, "output_stride": D.STRIDE, "int8_bytes": len(int8),
             "calibration_images": len(images) + 1,
             "candidates": {r[1]: r[3] for r in results}}
     (args.out / "export.json").write_text(json.dumps(info, indent=1))

@@ -1,16 +1,20 @@
 """Train the density model from scratch; checkpoint every epoch; export at the end.
 
-    python -m models.training.train --data ../shared/data --out build/train/density
+    python -m models.training.train --data ../shared/data --out build/train/density-m \
+        --arch m --ema 0.998 --epochs 40
 
 Everything random is seeded (--seed): the validation split, the patch stream of
 each epoch (seeded by seed and epoch, so a resumed run sees the same patches)
 and the weight initialisation. `--resume` continues from OUT/last.* after an
-interruption. Per epoch, the float model is evaluated on the validation split
-(whole images at the deployed 512x384) and the best epoch by
-mall_mae / 2 + shb_mae / 12 (the issue's bars) is kept as OUT/best.weights.h5.
-At the end `models.training.export` recomputes the BatchNorm statistics of the
-best and the last epoch on whole training images, keeps the better on the
-validation split and writes the float and int8 TFLite models into OUT.
+interruption. Per epoch, the float model (with --ema, the moving average of its
+weights) is evaluated on the validation split (whole images at the deployed
+512x384) and the best epoch by mall_mae / 2 + shb_mae / 12 (the issue's bars)
+is kept as OUT/best.weights.h5. At the end `models.training.export` scores the
+best and the last epoch on the validation split again and writes the better one
+as float and int8 TFLite models into OUT.
+
+`--init WEIGHTS [--freeze-bn]` starts from trained weights instead, for a second
+stage or fine-tuning on a site's own labelled frames.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ def parse_args(argv=None):
     p.add_argument("--out", type=Path, required=True, help="output folder (checkpoints, logs, models)")
     p.add_argument("--datasets", nargs="+", default=list(D.DATASETS),
                    help=f"datasets under --data to train on (default: {' '.join(D.DATASETS)})")
+    p.add_argument("--arch", default="s", help="network size, see net.ARCHS (default s)")
     p.add_argument("--epochs", type=int, default=32)
     p.add_argument("--steps", type=int, default=250, help="steps per epoch")
     p.add_argument("--batch", type=int, default=16)
@@ -42,6 +47,15 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--threads", type=int, default=0, help="TensorFlow threads (0: all cores)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.*")
+    p.add_argument("--empty-share", type=float, default=D.EMPTY_SHARE,
+                   help=f"share of people-free patches: black, white, flat (default {D.EMPTY_SHARE})")
+    p.add_argument("--ema", type=float, default=0.0,
+                   help="exponential moving average of the weights with this decay (e.g. 0.999), "
+                        "validated and saved instead of the raw weights; 0: off")
+    p.add_argument("--init", type=Path, help="start from these weights (a second, fine-tuning stage)")
+    p.add_argument("--freeze-bn", action="store_true",
+                   help="keep the BatchNorm statistics of --init fixed (stable fine-tuning: "
+                        "the running averages of a batch of 16 mixed patches drift epoch to epoch)")
     p.add_argument("--no-export", action="store_true", help="skip the TFLite export at the end")
     return p.parse_args(argv)
 
@@ -68,7 +82,14 @@ def main(argv=None) -> None:
              for k, v in val.items() if v}
     val_y = {k: np.array([it.count for it in v], np.float64) for k, v in val.items() if v}
 
-    model = net.build(relu=False)
+    model = net.build(relu=False, arch=args.arch)
+    if args.init:
+        model.load_weights(args.init)
+        print(f"initialised from {args.init}", flush=True)
+    if args.freeze_bn:
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = False  # Keras 3: also runs it in inference mode
     total = args.epochs * args.steps
     warmup = min(args.warmup, total // 10)
     schedule = keras.optimizers.schedules.CosineDecay(
@@ -76,6 +97,10 @@ def main(argv=None) -> None:
     opt = keras.optimizers.Adam(schedule)
     opt.build(model.trainable_variables)
     scale = net.DENSITY_SCALE
+    # Weight averaging: single Adam steps move the whole map's scale (whole-image
+    # counts swing by tens of percent epoch to epoch); the average does not. The
+    # BatchNorm statistics are averaged with the weights they belong to.
+    ema = [tf.Variable(v, trainable=False) for v in model.weights] if args.ema else []
 
     @tf.function(reduce_retracing=True)
     def train_step(x, y):
@@ -94,7 +119,21 @@ def main(argv=None) -> None:
             loss = mse1 + mse4 + count / cells + negative
         grads = tape.gradient(loss, model.trainable_variables)
         opt.apply_gradients(zip(grads, model.trainable_variables))
+        for a, v in zip(ema, model.weights):
+            a.assign(args.ema * a + (1.0 - args.ema) * v)
         return loss, count / scale
+
+    class averaged_weights:
+        """Within the block the model holds the averaged weights (no-op without --ema)."""
+
+        def __enter__(self):
+            self.raw = [v.numpy() for v in model.weights]
+            for a, v in zip(ema, model.weights):
+                v.assign(a)
+
+        def __exit__(self, *exc):
+            for r, v in zip(self.raw, model.weights):
+                v.assign(r)
 
     @tf.function(reduce_retracing=True)
     def predict(x):
@@ -120,12 +159,15 @@ def main(argv=None) -> None:
         saved = np.load(args.out / "last.optimizer.npz")
         for i, v in enumerate(opt.variables):
             v.assign(saved[f"v{i}"])
+        for i, a in enumerate(ema):
+            a.assign(saved[f"ema{i}"])
         start, best, elapsed = state["epoch"], state["best_score"], state["train_seconds"]
         print(f"resumed after epoch {start} (best score {best:.3f})", flush=True)
 
     log = open(args.out / "log.jsonl", "a", encoding="utf-8")
     for epoch in range(start, args.epochs):
-        sampler = D.PatchSampler(train, np.random.default_rng([args.seed, epoch]))
+        sampler = D.PatchSampler(train, np.random.default_rng([args.seed, epoch]),
+                                 empty_share=args.empty_share)
         batches: queue.Queue = queue.Queue(maxsize=6)
 
         def produce(n=args.steps):
@@ -143,14 +185,18 @@ def main(argv=None) -> None:
             count_err.append(float(cerr))
         producer.join()
         elapsed += time.time() - t_epoch
-        metrics = evaluate()
-        s = score(metrics)
         model.save_weights(args.out / "last.weights.h5")
-        np.savez(args.out / "last.optimizer.npz", **{f"v{i}": v.numpy() for i, v in enumerate(opt.variables)})
-        improved = s < best
-        if improved:
-            best = s
-            model.save_weights(args.out / "best.weights.h5")
+        np.savez(args.out / "last.optimizer.npz", **{f"v{i}": v.numpy() for i, v in enumerate(opt.variables)},
+                 **{f"ema{i}": a.numpy() for i, a in enumerate(ema)})
+        with averaged_weights():
+            metrics = evaluate()
+            s = score(metrics)
+            improved = s < best
+            if improved:
+                best = s
+                model.save_weights(args.out / "best.weights.h5")
+            if ema:
+                model.save_weights(args.out / "last_ema.weights.h5")
         row = {"epoch": epoch + 1, "loss": float(np.mean(losses)),
                "patch_count_mae": float(np.mean(count_err)), "lr": float(schedule(opt.iterations)),
                "val": metrics, "score": s, "best": improved, "train_seconds": round(elapsed, 1)}
@@ -168,8 +214,10 @@ def main(argv=None) -> None:
 
     if not args.no_export:
         from models.training import export
-        export.main(["--weights", str(args.out / "best.weights.h5"), str(args.out / "last.weights.h5"),
-                     "--data", str(args.data), "--out", str(args.out), "--seed", str(args.seed)])
+        last = "last_ema" if ema else "last"
+        export.main(["--weights", str(args.out / "best.weights.h5"), str(args.out / f"{last}.weights.h5"),
+                     "--data", str(args.data), "--out", str(args.out), "--seed", str(args.seed),
+                     "--arch", args.arch])
 
 
 if __name__ == "__main__":
