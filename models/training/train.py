@@ -52,6 +52,8 @@ def parse_args(argv=None):
     p.add_argument("--ema", type=float, default=0.0,
                    help="exponential moving average of the weights with this decay (e.g. 0.999), "
                         "validated and saved instead of the raw weights; 0: off")
+    p.add_argument("--count-weight", type=float, default=1.0,
+                   help="weight of the patch-count L1 term against the pixel terms (default 1)")
     p.add_argument("--init", type=Path, help="start from these weights (a second, fine-tuning stage)")
     p.add_argument("--freeze-bn", action="store_true",
                    help="keep the BatchNorm statistics of --init fixed (stable fine-tuning: "
@@ -116,7 +118,7 @@ def main(argv=None) -> None:
             count = tf.reduce_mean(tf.abs(tf.reduce_sum(p, [1, 2, 3]) - tf.reduce_sum(y, [1, 2, 3])))
             # The exported model clips at zero: keep the linear output non-negative.
             negative = tf.reduce_mean(tf.square(tf.nn.relu(-p)))
-            loss = mse1 + mse4 + count / cells + negative
+            loss = mse1 + mse4 + args.count_weight * count / cells + negative
         grads = tape.gradient(loss, model.trainable_variables)
         opt.apply_gradients(zip(grads, model.trainable_variables))
         for a, v in zip(ema, model.weights):
