@@ -35,10 +35,10 @@ HALVES = ZoneGeometry([ZoneConfig("left", ((0, 0), (0.5, 0), (0.5, 1), (0, 1))),
                        ZoneConfig("right", ((0.5, 0), (1, 0), (1, 1), (0.5, 1)))])
 
 # Measured on the shipped int8 model at 2 threads (README): Mall val frames 601-800,
-# every 5th (40 frames), MAE 2.75; ShanghaiTech B val (80 images) MAE 24.6.
+# every 5th (40 frames), MAE 2.96; ShanghaiTech B val (80 images) MAE 21.5.
 # The bounds leave headroom for other CPUs' rounding, not for a worse model.
-MALL_MAE_BOUND = 3.3
-SHB_MAE_BOUND = 28.0
+MALL_MAE_BOUND = 3.4
+SHB_MAE_BOUND = 24.0
 
 
 # --- density targets --------------------------------------------------------
@@ -103,9 +103,17 @@ def test_card_and_model_agree():
     assert counter.input_format is PixelFormat.GRAY
 
 
-def test_empty_scene_counts_almost_nobody(counter):
-    flat = np.full((480, 640), 128, np.uint8)
-    assert counter.count(Frame(flat, PixelFormat.GRAY, 0.0, 0)).total < 1.0
+@pytest.mark.parametrize("level", [0, 12, 128, 255])
+def test_empty_scene_counts_almost_nobody(counter, level):
+    """A covered lens, a dark platform at night, an overexposed view: nobody there."""
+    flat = np.full((480, 640), level, np.uint8)
+    assert counter.count(Frame(flat, PixelFormat.GRAY, 0.0, 0)).total < 0.5
+
+
+def test_dark_noisy_frame_counts_almost_nobody(counter):
+    noise = np.random.default_rng(0).normal(15, 6, (480, 640))
+    dark = np.clip(noise, 0, 255).astype(np.uint8)
+    assert counter.count(Frame(dark, PixelFormat.GRAY, 0.0, 0)).total < 0.5
 
 
 def test_luma_plane_counts_like_the_gray_frame():

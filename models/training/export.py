@@ -81,6 +81,84 @@ def precise_bn(model, images: np.ndarray, batch: int = 8) -> None:
         bn.momentum = m
 
 
+def convert_int8(model, images: np.ndarray, ramp: np.ndarray) -> bytes:
+    """Full-integer int8 conversion: uint8 input, int8 output, calibrated on `images`."""
+    import tensorflow as tf
+    with tempfile.TemporaryDirectory() as tmp:
+        model.export(tmp, verbose=False)
+        conv = tf.lite.TFLiteConverter.from_saved_model(tmp)
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = lambda: ([im[None]] for im in [ramp[0], *images])
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = tf.uint8
+        conv.inference_output_type = tf.int8
+        return conv.convert()
+
+
+def int8_counts(model_bytes: bytes, images: np.ndarray) -> tuple[np.ndarray, float]:
+    """Per-image counts of an int8 model (sum of the dequantized map), and its output scale."""
+    import tensorflow as tf
+    it = tf.lite.Interpreter(model_content=model_bytes, num_threads=2)
+    it.allocate_tensors()
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    scale, zero = out["quantization"]
+    counts = []
+    for im in images:
+        it.set_tensor(inp["index"], np.clip(np.round(im), 0, 255).astype(np.uint8)[None])
+        it.invoke()
+        counts.append(((it.get_tensor(out["index"]).astype(np.float32) - zero) * scale).sum())
+    return np.array(counts), float(scale)
+
+
+def bias_corrected_int8(fixed, images: np.ndarray, ramp: np.ndarray) -> tuple[bytes, dict]:
+    """int8 model whose output rounding does not lose people on the calibration images.
+
+    The int8 output rounds each cell to a step of ~0.004 people; the many cells
+    of a blob's tail that hold less than half a step round to zero, so int8 counts
+    come out ~3 % low (Mall: 35.4 -> 34.3 people a frame), while intermediate
+    layers lose almost nothing. Standard post-training bias correction: shift the
+    last convolution's bias (in the int8 model only) until the mean int8 count on
+    the calibration images, training images only, equals the float model's
+    (a few conversions, regula falsi on the shift).
+    """
+    last = fixed.get_layer("density")
+    kernel, bias = last.get_weights()
+    float_mean = float(np.concatenate([fixed(images[i:i + 8]).numpy().sum(axis=(1, 2, 3))
+                                       for i in range(0, len(images), 8)]).mean())
+
+    def probe(delta: float) -> tuple[bytes, float, float]:
+        last.set_weights([kernel, bias + delta])
+        model = convert_int8(fixed, images, ramp)
+        counts, scale = int8_counts(model, images)
+        return model, float_mean - float(counts.mean()), scale
+
+    model, deficit, step = probe(0.0)
+    tried = [(0.0, deficit, model)]
+    lo, hi = (0.0, deficit), None  # a shift that counts too few, one that counts too many
+    delta = 0.1 * step
+    for _ in range(4 if deficit > 0.05 else 0):  # only a shortfall is corrected  # regula falsi once the zero is bracketed; the response is not linear
+        model, deficit, _ = probe(delta)
+        tried.append((delta, deficit, model))
+        if deficit > 0:
+            lo = (delta, deficit)
+        else:
+            hi = (delta, deficit)
+        if hi is None:
+            delta = min(2 * delta, step)
+            continue
+        if abs(deficit) < 0.05:
+            break
+        delta = lo[0] + (hi[0] - lo[0]) * lo[1] / (lo[1] - hi[1])
+    last.set_weights([kernel, bias])
+    delta, deficit, model = min(tried, key=lambda t: abs(t[1]))
+    info = {"float_mean_count": float_mean, "output_step": step, "chosen_bias_shift": delta,
+            "probes": [{"bias_shift": d, "mean_count_deficit": m} for d, m, _ in tried]}
+    print(f"int8 bias correction: float mean count {float_mean:.2f}; "
+          + ", ".join(f"shift {d:.5f} -> deficit {m:+.3f}" for d, m, _ in tried)
+          + f"; chose {delta:.5f}", flush=True)
+    return model, info
+
+
 def validate(model, val: dict, scale: float) -> dict:
     out = {}
     for name, items in val.items():
@@ -134,19 +212,12 @@ def main(argv=None) -> None:
         fixed.export(tmp, verbose=False)
         conv = tf.lite.TFLiteConverter.from_saved_model(tmp)
         (args.out / f"{args.name}_float32.tflite").write_bytes(conv.convert())
-
-        conv = tf.lite.TFLiteConverter.from_saved_model(tmp)
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.representative_dataset = lambda: ([im[None]] for im in [ramp[0], *images])
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        conv.inference_input_type = tf.uint8
-        conv.inference_output_type = tf.int8
-        int8 = conv.convert()
+    int8, correction = bias_corrected_int8(fixed, images, ramp)
     path = args.out / f"{args.name}.tflite"
     path.write_bytes(int8)
     info = {"weights": chosen, "val_float_keras": metrics, "score": score, "macs": macs,
             "input": [1, h, w, 1], "arch": args.arch, "output_stride": D.STRIDE, "int8_bytes": len(int8),
-            "calibration_images": len(images) + 1,
+            "calibration_images": len(images) + 1, "output_bias_correction": correction,
             "candidates": {r[1]: r[3] for r in results}}
     (args.out / "export.json").write_text(json.dumps(info, indent=1))
     print(f"exported {chosen} -> {path} ({len(int8)} bytes), {macs / 1e9:.3f} GMAC per frame",
