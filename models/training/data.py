@@ -42,7 +42,7 @@ MIX = {"mall": 0.45, "shanghaitech_b": 0.55, "shanghaitech_a": 0.15}
 JITTER = {"mall": (0.85, 1.18), "shanghaitech_b": (0.7, 1.4), "shanghaitech_a": (0.7, 1.4)}
 # Share of patches with no people at all: black, white, flat or graded frames with
 # sensor noise (a covered lens, a dark platform at night, an overexposed view).
-# Without them the model counts ~14 people in an all-black frame.
+# The first model, trained without them, counted ~14 people in an all-black frame.
 EMPTY_SHARE = 0.03
 SHB_VAL_COUNT = 80
 SPLIT_SEED = 0

@@ -7,7 +7,7 @@ The candidate checkpoints are scored on the validation split (float, same
 score as training: mall_mae / 2 + shb_mae / 12) and the best is exported.
 `--precise-bn` first recomputes each candidate's BatchNorm statistics as the
 average over whole, clean training images; off by default because on the
-shipped run it made validation worse (Mall MAE 2.93 -> 4.96): the running
+first model's run it made validation worse (Mall MAE 2.93 -> 4.96): the running
 averages of the augmented training patches suit the model better.
 
 The exported graph has a fixed input [1, 384, 512, 1] (the deployed size), the
