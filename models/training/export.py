@@ -16,7 +16,9 @@ and the training target scale divided out of the last convolution, so the
 output is people per cell. int8: weights per channel, activations per tensor,
 calibrated on whole training images (never validation ones) plus one 0..255
 ramp, so that the uint8 input's quantization is exactly scale 1, zero point 0:
-raw pixels go straight into the tensor (the card says mean 0, std 1).
+raw pixels go straight into the tensor (the card says mean 0, std 1); the
+int8 model's last bias is then corrected for the output's rounding
+(`bias_corrected_int8`).
 """
 
 from __future__ import annotations
