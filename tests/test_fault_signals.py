@@ -9,6 +9,8 @@ import os
 import signal
 import threading
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -43,6 +45,33 @@ def systemd(tmp_path):
     sock = Systemd(tmp_path)
     yield sock
     sock.close()
+
+
+@dataclass
+class Counting:
+    """A daemon replaying vtest.avi in real time that has counted its first frame."""
+    config: Path
+    daemon: Daemon
+    first: dict
+
+
+@pytest.fixture
+def counting(tmp_path, systemd):
+    config = replay_config(tmp_path, shared_path("video", "vtest.avi"), pace="realtime")
+    daemon = Daemon("-c", str(config), "--json", env=systemd.env())
+    try:
+        yield Counting(config, daemon, daemon.wait_for(lambda u: u["total"] is not None))
+    finally:
+        daemon.kill()
+
+
+@pytest.fixture
+def pty():
+    """(master, slave) of a pseudo-terminal, closed after the test."""
+    master, slave = os.openpty()
+    yield master, slave
+    os.close(master)
+    os.close(slave)
 
 
 def wait_for_line(daemon: Daemon, text: str, timeout: float = 60) -> None:
@@ -90,18 +119,13 @@ def test_sigterm_while_backing_off_from_a_missing_camera_exits_0_with_stopping(t
         daemon.kill()
 
 
-def test_sigterm_mid_run_exits_0_with_stopping_and_the_sign_told_no_data(tmp_path, systemd):
-    config = replay_config(tmp_path, shared_path("video", "vtest.avi"), pace="realtime")
-    daemon = Daemon("-c", str(config), "--json", env=systemd.env())
-    try:
-        daemon.wait_for(lambda u: u["total"] is not None)
-        stopped_cleanly(daemon, systemd)
-        last = None
-        while not daemon.updates.empty():
-            last = daemon.updates.get()
-        assert last is not None and last["total"] is None, "the last word to the sign is no data"
-    finally:
-        daemon.kill()
+def test_sigterm_mid_run_exits_0_with_stopping_and_the_sign_told_no_data(counting, systemd):
+    daemon = counting.daemon
+    stopped_cleanly(daemon, systemd)
+    last = None
+    while not daemon.updates.empty():
+        last = daemon.updates.get()
+    assert last is not None and last["total"] is None, "the last word to the sign is no data"
 
 
 def video_fds(pid: int, name: str) -> dict[int, int]:
@@ -117,104 +141,83 @@ def video_fds(pid: int, name: str) -> dict[int, int]:
     return found
 
 
-def test_sighup_reloads_zones_and_levels_without_dropping_the_camera(tmp_path, systemd):
-    config = replay_config(tmp_path, shared_path("video", "vtest.avi"), pace="realtime")
-    daemon = Daemon("-c", str(config), "--json", env=systemd.env())
-    try:
-        first = daemon.wait_for(lambda u: u["total"] is not None)
-        assert set(first["zones"]) == {"left", "centre", "right"}
-        time.sleep(1.0)
-        before = video_fds(daemon.proc.pid, "vtest.avi")
-        assert len(before) == 1
+def test_sighup_reloads_zones_and_levels_without_dropping_the_camera(counting, systemd):
+    config, daemon, first = counting.config, counting.daemon, counting.first
+    assert set(first["zones"]) == {"left", "centre", "right"}
+    time.sleep(1.0)
+    before = video_fds(daemon.proc.pid, "vtest.avi")
+    assert len(before) == 1
 
-        text = config.read_text()
-        text = text.replace('name = "left"', 'name = "west"').replace(
-            "thresholds = [2, 5]", "thresholds = [1, 3]")
-        config.write_text(text)
+    text = config.read_text()
+    text = text.replace('name = "left"', 'name = "west"').replace(
+        "thresholds = [2, 5]", "thresholds = [1, 3]")
+    config.write_text(text)
+    daemon.proc.send_signal(signal.SIGHUP)
+    reloaded = daemon.wait_for(lambda u: "west" in u["zones"] and u["total"] is not None,
+                               timeout=30)
+    assert set(reloaded["zones"]) == {"west", "centre", "right"}
+    time.sleep(1.0)
+    after = video_fds(daemon.proc.pid, "vtest.avi")
+    assert after.keys() == before.keys(), "the same open recording"
+    assert list(after.values())[0] >= list(before.values())[0], \
+        "read on from where it was, not reopened at the start"
+    line = next(line for line in daemon.stderr_lines if "config reloaded" in line)
+    assert "camera kept" in line and "model reloaded" in line, line
+    assert reloaded["frame"] > first["frame"]
+    stopped_cleanly(daemon, systemd)
+
+
+def test_sighup_with_a_broken_config_keeps_the_running_one_with_one_log_line(
+        counting, systemd, tmp_path):
+    config, daemon = counting.config, counting.daemon
+    good = config.read_text()
+    for broken in (good.replace("window = 3", "window = 0"),          # invalid value
+                   good + "\n[nonsense\n",                            # not TOML
+                   good.replace(str(SSD_CARD), str(tmp_path / "gone.toml"))):  # no model
+        errors_before = sum(" ERROR: " in line for line in daemon.stderr_lines)
+        config.write_text(broken)
         daemon.proc.send_signal(signal.SIGHUP)
-        reloaded = daemon.wait_for(lambda u: "west" in u["zones"] and u["total"] is not None,
-                                   timeout=30)
-        assert set(reloaded["zones"]) == {"west", "centre", "right"}
-        time.sleep(1.0)
-        after = video_fds(daemon.proc.pid, "vtest.avi")
-        assert after.keys() == before.keys(), "the same open recording"
-        assert list(after.values())[0] >= list(before.values())[0], \
-            "read on from where it was, not reopened at the start"
-        line = next(line for line in daemon.stderr_lines if "config reloaded" in line)
-        assert "camera kept" in line and "model reloaded" in line, line
-        assert reloaded["frame"] > first["frame"]
-        stopped_cleanly(daemon, systemd)
-    finally:
-        daemon.kill()
+        deadline = time.monotonic() + 20
+        while sum(" ERROR: " in line for line in daemon.stderr_lines) == errors_before:
+            assert time.monotonic() < deadline, daemon.stderr_lines
+            time.sleep(0.05)
+        time.sleep(0.5)
+        new_errors = [line for line in daemon.stderr_lines if " ERROR: " in line]
+        assert len(new_errors) == errors_before + 1, new_errors
+        assert "config reload refused, keeping the running config" in new_errors[-1]
+        update = daemon.wait_for(lambda u: u["total"] is not None, timeout=10)
+        assert set(update["zones"]) == {"left", "centre", "right"}
+    assert daemon.proc.poll() is None
+    assert not any("config reloaded" in line for line in daemon.stderr_lines)
+    stopped_cleanly(daemon, systemd)
 
 
-def test_sighup_with_a_broken_config_keeps_the_running_one_with_one_log_line(tmp_path, systemd):
-    config = replay_config(tmp_path, shared_path("video", "vtest.avi"), pace="realtime")
-    daemon = Daemon("-c", str(config), "--json", env=systemd.env())
-    try:
-        daemon.wait_for(lambda u: u["total"] is not None)
-        good = config.read_text()
-        for broken in (good.replace("window = 3", "window = 0"),          # invalid value
-                       good + "\n[nonsense\n",                            # not TOML
-                       good.replace(str(SSD_CARD), str(tmp_path / "gone.toml"))):  # no model
-            errors_before = sum(" ERROR: " in line for line in daemon.stderr_lines)
-            config.write_text(broken)
-            daemon.proc.send_signal(signal.SIGHUP)
-            deadline = time.monotonic() + 20
-            while sum(" ERROR: " in line for line in daemon.stderr_lines) == errors_before:
-                assert time.monotonic() < deadline, daemon.stderr_lines
-                time.sleep(0.05)
-            time.sleep(0.5)
-            new_errors = [line for line in daemon.stderr_lines if " ERROR: " in line]
-            assert len(new_errors) == errors_before + 1, new_errors
-            assert "config reload refused, keeping the running config" in new_errors[-1]
-            update = daemon.wait_for(lambda u: u["total"] is not None, timeout=10)
-            assert set(update["zones"]) == {"left", "centre", "right"}
-        assert daemon.proc.poll() is None
-        assert not any("config reloaded" in line for line in daemon.stderr_lines)
-        stopped_cleanly(daemon, systemd)
-    finally:
-        daemon.kill()
-
-
-def test_sighup_adding_a_serial_output_opens_it_and_keeps_the_camera(tmp_path, systemd):
+def test_sighup_adding_a_serial_output_opens_it_and_keeps_the_camera(pty, counting, systemd):
     from test_daemon_serial import LINE, read_lines, serial_output
 
-    master, slave = os.openpty()
-    config = replay_config(tmp_path, shared_path("video", "vtest.avi"), pace="realtime")
-    daemon = Daemon("-c", str(config), "--json", env=systemd.env())
-    try:
-        daemon.wait_for(lambda u: u["total"] is not None)
-        before = video_fds(daemon.proc.pid, "vtest.avi")
-        config.write_text(config.read_text() + serial_output(os.ttyname(slave)))
-        daemon.proc.send_signal(signal.SIGHUP)
-        lines = read_lines(master, 3, timeout=30)
-        assert len(lines) == 3 and all(LINE.match(line) for line in lines), lines
-        line = next(line for line in daemon.stderr_lines if "config reloaded" in line)
-        assert "outputs reopened (serial" in line and "camera kept" in line, line
-        assert video_fds(daemon.proc.pid, "vtest.avi").keys() == before.keys()
-        assert not any("privacy" in line.lower() for line in daemon.stderr_lines), \
-            "the guard knows the new output before it is opened"
-        stopped_cleanly(daemon, systemd)
-    finally:
-        daemon.kill()
-        os.close(master)
-        os.close(slave)
+    config, daemon = counting.config, counting.daemon
+    master, slave = pty
+    before = video_fds(daemon.proc.pid, "vtest.avi")
+    config.write_text(config.read_text() + serial_output(os.ttyname(slave)))
+    daemon.proc.send_signal(signal.SIGHUP)
+    lines = read_lines(master, 3, timeout=30)
+    assert len(lines) == 3 and all(LINE.match(line) for line in lines), lines
+    line = next(line for line in daemon.stderr_lines if "config reloaded" in line)
+    assert "outputs reopened (serial" in line and "camera kept" in line, line
+    assert video_fds(daemon.proc.pid, "vtest.avi").keys() == before.keys()
+    assert not any("privacy" in line.lower() for line in daemon.stderr_lines), \
+        "the guard knows the new output before it is opened"
+    stopped_cleanly(daemon, systemd)
 
 
-def test_sighup_with_a_new_source_reopens_the_camera_and_counting_goes_on(tmp_path, systemd):
-    config = replay_config(tmp_path, shared_path("video", "vtest.avi"), pace="realtime")
-    daemon = Daemon("-c", str(config), "--json", env=systemd.env())
-    try:
-        daemon.wait_for(lambda u: u["total"] is not None)
-        config.write_text(config.read_text().replace('pace = "realtime"', 'pace = "fast"'))
-        daemon.proc.send_signal(signal.SIGHUP)
-        wait_for_line(daemon, "config reloaded", timeout=30)
-        line = next(line for line in daemon.stderr_lines if "config reloaded" in line)
-        assert "camera reopened" in line and "model kept" in line and "outputs kept" in line, line
-        after_reload = daemon.wait_for(lambda u: u["total"] is not None, timeout=30)
-        later = daemon.wait_for(lambda u: u["frame"] > after_reload["frame"] + 20, timeout=30)
-        assert later["total"] is not None, "counting goes on from the reopened camera"
-        stopped_cleanly(daemon, systemd)
-    finally:
-        daemon.kill()
+def test_sighup_with_a_new_source_reopens_the_camera_and_counting_goes_on(counting, systemd):
+    config, daemon = counting.config, counting.daemon
+    config.write_text(config.read_text().replace('pace = "realtime"', 'pace = "fast"'))
+    daemon.proc.send_signal(signal.SIGHUP)
+    wait_for_line(daemon, "config reloaded", timeout=30)
+    line = next(line for line in daemon.stderr_lines if "config reloaded" in line)
+    assert "camera reopened" in line and "model kept" in line and "outputs kept" in line, line
+    after_reload = daemon.wait_for(lambda u: u["total"] is not None, timeout=30)
+    later = daemon.wait_for(lambda u: u["frame"] > after_reload["frame"] + 20, timeout=30)
+    assert later["total"] is not None, "counting goes on from the reopened camera"
+    stopped_cleanly(daemon, systemd)
