@@ -152,8 +152,7 @@ template = "{code[A]}{code[B]}"
     assert out.telegrams[0].address == 3
 
 
-def test_bad_telegrams_are_reported_naming_output_telegram_and_key(tmp_path):
-    problems = problems_for("""
+BAD_TELEGRAMS = """
 [[outputs]]
 type = "ibis"
 port = "/dev/ttyUSB0"
@@ -168,28 +167,16 @@ type = "DS003a"
 blocks = 1
 [[outputs.telegrams]]
 type = "DS9"
-color = "red"
-""", tmp_path)
+"""
+
+
+def test_bad_telegrams_are_reported_naming_output_telegram_and_key(tmp_path):
+    problems = problems_for(BAD_TELEGRAMS + 'color = "red"\n', tmp_path)
     where = f"{tmp_path / 'c.toml'}: [[outputs]] #1.telegrams"
     assert problems == [
         f"{where} #4.color: unknown key (known: type, address, blocks, template, no_data)",
     ]
-    problems = problems_for("""
-[[outputs]]
-type = "ibis"
-port = "/dev/ttyUSB0"
-[[outputs.telegrams]]
-type = "DS021"
-address = 16
-[[outputs.telegrams]]
-type = "DS001"
-template = "{count[A]}"
-[[outputs.telegrams]]
-type = "DS003a"
-blocks = 1
-[[outputs.telegrams]]
-type = "DS9"
-""", tmp_path)
+    problems = problems_for(BAD_TELEGRAMS, tmp_path)
     assert problems[0] == f"{where} #1.address: must be 0..15, got 16"
     assert problems[1].startswith(f"{where} #2.template: DS001 sends a number of 1 to 3 digits")
     assert "(set no_data for stale counts)" in problems[1]
