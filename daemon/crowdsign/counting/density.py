@@ -17,7 +17,7 @@ from typing import Any, Mapping, Optional
 import numpy as np
 
 from crowdsign.counting.modelcard import ModelError
-from crowdsign.counting.runtime import Dequantizer, TensorInfo
+from crowdsign.counting.runtime import Dequantizer, single_output
 from crowdsign.zones import ZoneGeometry
 
 
@@ -26,14 +26,7 @@ class DensityHead:
 
     def __init__(self, interpreter: Any, path: Path, input_size: tuple[int, int],
                  zones: ZoneGeometry, output_stride: Optional[int]):
-        outputs = interpreter.get_output_details()
-        if len(outputs) != 1:
-            raise ModelError(f"{path}: density model needs one output [1, H, W, 1], "
-                             f"found {len(outputs)}")
-        try:
-            info = TensorInfo.from_details(outputs[0])
-        except ValueError as e:
-            raise ModelError(f"{path}: {e}") from None
+        info = single_output(interpreter, path, "density", "[1, H, W, 1]")
         shape = info.shape
         if not (len(shape) in (3, 4) and shape[0] == 1 and (len(shape) == 3 or shape[3] == 1)):
             raise ModelError(f"{path}: unsupported density output layout {list(shape)}, "

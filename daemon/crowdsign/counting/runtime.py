@@ -68,6 +68,17 @@ class TensorInfo:
                    scale=float(scale), zero_point=int(zero_point))
 
 
+def single_output(interpreter: Any, path: Path, kind: str, layout: str) -> TensorInfo:
+    """The one output tensor of a density or YOLOX model; ModelError naming the file otherwise."""
+    outputs = interpreter.get_output_details()
+    if len(outputs) != 1:
+        raise ModelError(f"{path}: {kind} model needs one output {layout}, found {len(outputs)}")
+    try:
+        return TensorInfo.from_details(outputs[0])
+    except ValueError as e:
+        raise ModelError(f"{path}: {e}") from None
+
+
 def read_model_bytes(path: Path) -> bytes:
     """The model file, checked to be a TFLite flatbuffer."""
     try:

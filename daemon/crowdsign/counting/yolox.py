@@ -22,7 +22,7 @@ import numpy as np
 from crowdsign.counting.detections import Detections
 from crowdsign.counting.modelcard import ModelError
 from crowdsign.counting.nms import nms
-from crowdsign.counting.runtime import Dequantizer, TensorInfo
+from crowdsign.counting.runtime import Dequantizer, single_output
 
 STRIDES = (8, 16, 32)
 
@@ -46,14 +46,7 @@ class YoloxHead:
 
     def __init__(self, interpreter: Any, path: Path, input_size: tuple[int, int],
                  class_ids: np.ndarray, threshold: float, nms_iou: float):
-        outputs = interpreter.get_output_details()
-        if len(outputs) != 1:
-            raise ModelError(f"{path}: yolox model needs one output [1, N, 5 + classes], "
-                             f"found {len(outputs)}")
-        try:
-            info = TensorInfo.from_details(outputs[0])
-        except ValueError as e:
-            raise ModelError(f"{path}: {e}") from None
+        info = single_output(interpreter, path, "yolox", "[1, N, 5 + classes]")
         width, height = input_size
         cells, strides = grid(width, height)
         if len(info.shape) != 3 or info.shape[0] != 1 or info.shape[1] != len(cells) \
