@@ -77,13 +77,15 @@ def test_unknown_class_name():
     assert str(SSD_CARD) in message and "'persn'" in message
 
 
-def test_wrong_kind_for_model_layout(tmp_path):
+@pytest.mark.parametrize("kind", ["yolox", "density"])
+def test_a_four_output_detector_carded_as_a_one_output_kind_is_refused(tmp_path, kind):
     model = shared_path("models", "ssd_mobilenet_v1_coco_quant.tflite")
     card = tmp_path / "wrong.toml"
-    card.write_text(f'name = "wrong"\nkind = "yolox"\nfile = "{model}"\n'
+    card.write_text(f'name = "wrong"\nkind = "{kind}"\nfile = "{model}"\n'
                     'input_colour = "rgb"\nlabels = ["person"]\n')
     message = _error(card)
-    assert str(model) in message and "yolox" in message
+    assert str(model) in message and f"{kind} model needs one output" in message
+    assert message.endswith("found 4")
 
 
 def test_shipped_cards_load():
