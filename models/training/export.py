@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -83,12 +84,19 @@ def precise_bn(model, images: np.ndarray, batch: int = 8) -> None:
         bn.momentum = m
 
 
-def convert_int8(model, images: np.ndarray, ramp: np.ndarray) -> bytes:
-    """Full-integer int8 conversion: uint8 input, int8 output, calibrated on `images`."""
+@contextmanager
+def tflite_converter(model):
+    """A TFLite converter of the Keras model, through a temporary SavedModel."""
     import tensorflow as tf
     with tempfile.TemporaryDirectory() as tmp:
         model.export(tmp, verbose=False)
-        conv = tf.lite.TFLiteConverter.from_saved_model(tmp)
+        yield tf.lite.TFLiteConverter.from_saved_model(tmp)
+
+
+def convert_int8(model, images: np.ndarray, ramp: np.ndarray) -> bytes:
+    """Full-integer int8 conversion: uint8 input, int8 output, calibrated on `images`."""
+    import tensorflow as tf
+    with tflite_converter(model) as conv:
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = lambda: ([im[None]] for im in [ramp[0], *images])
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -138,7 +146,9 @@ def bias_corrected_int8(fixed, images: np.ndarray, ramp: np.ndarray) -> tuple[by
     tried = [(0.0, deficit, model)]
     lo, hi = (0.0, deficit), None  # a shift that counts too few, one that counts too many
     delta = 0.1 * step
-    for _ in range(4 if deficit > 0.05 else 0):  # only a shortfall is corrected  # regula falsi once the zero is bracketed; the response is not linear
+    # Only a shortfall is corrected: double the shift until the zero is bracketed,
+    # then regula falsi (the response is not linear).
+    for _ in range(4 if deficit > 0.05 else 0):
         model, deficit, _ = probe(delta)
         tried.append((delta, deficit, model))
         if deficit > 0:
@@ -178,7 +188,6 @@ def validate(model, val: dict, scale: float) -> dict:
 def main(argv=None) -> None:
     args = parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
 
     from models.training import net
 
@@ -210,9 +219,7 @@ def main(argv=None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     fixed.save_weights(args.out / f"{args.name}.weights.h5")
     ramp = np.tile(np.linspace(0, 255, w, dtype=np.float32), (h, 1))[None, :, :, None]
-    with tempfile.TemporaryDirectory() as tmp:
-        fixed.export(tmp, verbose=False)
-        conv = tf.lite.TFLiteConverter.from_saved_model(tmp)
+    with tflite_converter(fixed) as conv:
         (args.out / f"{args.name}_float32.tflite").write_bytes(conv.convert())
     int8, correction = bias_corrected_int8(fixed, images, ramp)
     path = args.out / f"{args.name}.tflite"

@@ -197,8 +197,8 @@ def main(argv=None) -> None:
         validate = epoch + 1 >= args.eval_from or epoch + 1 == args.epochs
         with averaged_weights():
             metrics = evaluate() if validate else {}
-            s = score(metrics) if validate else float("inf")
-            improved = s < best
+            s = score(metrics) if validate else None
+            improved = s is not None and s < best
             if improved:
                 best = s
                 model.save_weights(args.out / "best.weights.h5")
@@ -206,7 +206,7 @@ def main(argv=None) -> None:
                 model.save_weights(args.out / "last_ema.weights.h5")
         row = {"epoch": epoch + 1, "loss": float(np.mean(losses)),
                "patch_count_mae": float(np.mean(count_err)), "lr": float(schedule(opt.iterations)),
-               "val": metrics, "score": s if validate else None, "best": improved, "train_seconds": round(elapsed, 1)}
+               "val": metrics, "score": s, "best": improved, "train_seconds": round(elapsed, 1)}
         log.write(json.dumps(row) + "\n")
         log.flush()
         state_file.write_text(json.dumps({"epoch": epoch + 1, "best_score": best,
@@ -216,7 +216,7 @@ def main(argv=None) -> None:
               f"{row['patch_count_mae']:.2f} | " + " | ".join(
                   f"{k} mae {m['mae']:.2f} rmse {m['rmse']:.2f} bias {m['bias']:+.2f}"
                   for k, m in metrics.items())
-              + (f" | score {s:.3f}{' *' if improved else ''}" if validate else "")
+              + (f" | score {s:.3f}{' *' if improved else ''}" if s is not None else "")
               + f" | {elapsed / 60:.1f} min", flush=True)
     log.close()
 
