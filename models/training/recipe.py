@@ -28,11 +28,13 @@ from models.training import export, train
 # --eval-from only skips validation passes of epochs that were never the best
 # (best epochs: stage 1 38, stage 2 15, stage 3 25, stage 4 19, stage 5 34);
 # training itself does not depend on it.
-FINE_TUNE = ["--arch", "m", "--freeze-bn", "--ema", "0.998", "--warmup", "100"]
-RESTART = ["--arch", "m", "--ema", "0.998", "--count-weight", "10", "--epochs", "40",
-           "--eval-from", "11", "--lr", "5e-4", "--warmup", "300"]
+ARCH = "m"
+EVERY_STAGE = ["--arch", ARCH, "--ema", "0.998"]
+FINE_TUNE = EVERY_STAGE + ["--freeze-bn", "--warmup", "100"]
+RESTART = EVERY_STAGE + ["--count-weight", "10", "--epochs", "40", "--eval-from", "11",
+                         "--lr", "5e-4", "--warmup", "300"]
 STAGES = [
-    ["--arch", "m", "--ema", "0.998", "--epochs", "40", "--eval-from", "31", "--seed", "1234"],
+    EVERY_STAGE + ["--epochs", "40", "--eval-from", "31", "--seed", "1234"],
     FINE_TUNE + ["--count-weight", "20", "--epochs", "20", "--eval-from", "11",
                  "--lr", "2e-4", "--seed", "4321"],
     FINE_TUNE + ["--count-weight", "50", "--epochs", "25", "--eval-from", "11",
@@ -60,7 +62,7 @@ def main(argv=None) -> None:
         init = ["--init", str(previous / "best.weights.h5")] if previous else []
         train.main(common + ["--out", str(out)] + init + stage_args + smoke)
         previous = out
-    export.main(["--weights", str(previous / "best.weights.h5"), "--arch", "m",
+    export.main(["--weights", str(previous / "best.weights.h5"), "--arch", ARCH,
                  "--data", str(args.data), "--out", str(args.out / "export")])
 
 
