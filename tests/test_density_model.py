@@ -20,6 +20,7 @@ import pytest
 
 from crowdsign.config import ModelConfig, ZoneConfig
 from crowdsign.counting.counter import load_counter
+from crowdsign.counting.macs import count_macs
 from crowdsign.counting.modelcard import load_model_card
 from crowdsign.frames import Frame, PixelFormat
 from crowdsign.zones import ZoneGeometry
@@ -28,9 +29,11 @@ from shared_data import REPO, shared_path
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 density = importlib.import_module("models.training.density")
+arch = importlib.import_module("models.training.arch")
 
 CARD = REPO / "models/crowdsign_density_gray/crowdsign_density_gray.toml"
 WHOLE = ZoneGeometry([ZoneConfig("all", ((0, 0), (1, 0), (1, 1), (0, 1)))])
+SHIPPED_ARCH = "m"  # models/training/recipe.py ARCH; the model card README
 HALVES = ZoneGeometry([ZoneConfig("left", ((0, 0), (0.5, 0), (0.5, 1), (0, 1))),
                        ZoneConfig("right", ((0.5, 0), (1, 0), (1, 1), (0.5, 1)))])
 
@@ -92,6 +95,46 @@ def counter():
     c = load_counter(ModelConfig(path=CARD, num_threads=2), WHOLE)
     yield c
     c.close()
+
+
+# --- the network's layer list -------------------------------------------------
+
+
+@pytest.mark.parametrize("size, kernel, stride, padding", [
+    (384, 3, 2, (0, 1)),   # even size, stride 2: TensorFlow pads after only
+    (383, 3, 2, (1, 1)),
+    (48, 3, 1, (1, 1)),
+    (48, 1, 1, (0, 0)),
+    (12, 1, 2, (0, 0)),
+])
+def test_same_padding_is_tensorflows(size, kernel, stride, padding):
+    assert arch.same_padding(size, kernel, stride) == padding
+    before, after = padding
+    assert (size + before + after - kernel) // stride + 1 == -(-size // stride)
+
+
+@pytest.mark.parametrize("name", list(arch.ARCHS))
+def test_every_layer_reads_a_tensor_defined_before_it(name):
+    defined = {arch.INPUT}
+    for layer in arch.layers_of(name):
+        sources = layer.sources if isinstance(layer, arch.Add) else (layer.source,)
+        assert set(sources) <= defined, layer
+        assert layer.name not in defined, layer
+        defined.add(layer.name)
+    assert isinstance(arch.layers_of(name)[-1], arch.Density)
+
+
+def test_an_unknown_architecture_is_named():
+    with pytest.raises(ValueError, match="'xl'"):
+        arch.layers_of("xl")
+
+
+def test_shipped_model_is_the_layer_list_within_the_compute_bar():
+    # The MACs bench reads off the .tflite file are those of the layer list the
+    # card names: the shipped file is that network, at the issue's <= 1.0 G.
+    expected = arch.macs(SHIPPED_ARCH, 512, 384)
+    assert count_macs(load_model_card(CARD).file) == expected
+    assert expected <= 1.0e9
 
 
 def test_card_and_model_agree():

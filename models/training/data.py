@@ -121,6 +121,25 @@ def full_target(item: Item, stride: int = STRIDE) -> np.ndarray:
     return density_map(item.points, sig, h // stride, w // stride, stride)
 
 
+def count_metrics(pred: np.ndarray, truth: np.ndarray) -> dict:
+    """MAE, RMSE and bias (mean of predicted - true) of per-image counts."""
+    err = np.asarray(pred, np.float64) - np.asarray(truth, np.float64)
+    return {"mae": float(np.abs(err).mean()), "rmse": float(np.sqrt((err ** 2).mean())),
+            "bias": float(err.mean())}
+
+
+def selection_score(metrics: dict) -> float:
+    """What checkpoints are chosen by: validation MAE over the issue's bars
+    (Mall 2.0, ShanghaiTech B 12), summed; lower is better."""
+    return (metrics.get("mall", {}).get("mae", 0) / 2.0
+            + metrics.get("shanghaitech_b", {}).get("mae", 0) / 12.0)
+
+
+def describe(metrics: dict) -> str:
+    return " | ".join(f"{k} mae {m['mae']:.2f} rmse {m['rmse']:.2f} bias {m['bias']:+.2f}"
+                      for k, m in metrics.items())
+
+
 class PatchSampler:
     """Augmented training patches and their density targets, from a seeded generator."""
 

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from models.training import arch
 from models.training import data as D
 
 # Whole training images per dataset, for the BatchNorm statistics and the int8
@@ -41,7 +42,7 @@ CALIBRATION = {"mall": 120, "shanghaitech_b": 120}
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--weights", type=Path, nargs="+", required=True, help="candidate checkpoints")
+    p.add_argument("--weights", type=Path, nargs="+", required=True, help="candidate checkpoints (.weights.h5, or .npz from train_torch)")
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--name", default="crowdsign_density_gray")
@@ -179,9 +180,7 @@ def validate(model, val: dict, scale: float) -> dict:
         x = np.stack([it.image for it in items])[..., None].astype(np.float32)
         pred = np.concatenate([np.maximum(model(x[i:i + 8], training=False).numpy(), 0)
                                .sum(axis=(1, 2, 3)) for i in range(0, len(x), 8)]) / scale
-        err = pred - np.array([it.count for it in items], np.float64)
-        out[name] = {"mae": float(np.abs(err).mean()), "rmse": float(np.sqrt((err ** 2).mean())),
-                     "bias": float(err.mean())}
+        out[name] = D.count_metrics(pred, [it.count for it in items])
     return out
 
 
@@ -196,16 +195,13 @@ def main(argv=None) -> None:
     model = net.build(arch=args.arch)
     results = []
     for path in args.weights:
-        model.load_weights(path)
+        net.load(model, path)
         if args.precise_bn:
             precise_bn(model, images)
         metrics = validate(model, val, net.DENSITY_SCALE)
-        score = (metrics.get("mall", {}).get("mae", 0) / 2.0
-                 + metrics.get("shanghaitech_b", {}).get("mae", 0) / 12.0)
+        score = D.selection_score(metrics)
         results.append((score, str(path), model.get_weights(), metrics))
-        print(f"{path}: " + " | ".join(
-            f"{k} mae {m['mae']:.2f} rmse {m['rmse']:.2f} bias {m['bias']:+.2f}"
-            for k, m in metrics.items()) + f" | score {score:.3f}", flush=True)
+        print(f"{path}: {D.describe(metrics)} | score {score:.3f}", flush=True)
     score, chosen, weights, metrics = min(results, key=lambda r: r[0])
 
     w, h = D.INPUT_SIZE
@@ -214,7 +210,7 @@ def main(argv=None) -> None:
     last = fixed.get_layer("density")
     kernel, bias = last.get_weights()
     last.set_weights([kernel / net.DENSITY_SCALE, bias / net.DENSITY_SCALE])
-    macs = net.count_macs(fixed)
+    macs = arch.macs(args.arch, w, h)
 
     args.out.mkdir(parents=True, exist_ok=True)
     fixed.save_weights(args.out / f"{args.name}.weights.h5")

@@ -90,7 +90,7 @@ def main(argv=None) -> None:
 
     model = net.build(relu=False, arch=args.arch)
     if args.init:
-        model.load_weights(args.init)
+        net.load(model, args.init)
         print(f"initialised from {args.init}", flush=True)
     if args.freeze_bn:
         for layer in model.layers:
@@ -149,13 +149,8 @@ def main(argv=None) -> None:
         out = {}
         for k, x in val_x.items():
             pred = np.concatenate([predict(x[i:i + 8]).numpy() for i in range(0, len(x), 8)])
-            err = pred - val_y[k]
-            out[k] = {"mae": float(np.abs(err).mean()), "rmse": float(np.sqrt((err ** 2).mean())),
-                      "bias": float(err.mean())}
+            out[k] = D.count_metrics(pred, val_y[k])
         return out
-
-    def score(m: dict) -> float:
-        return m.get("mall", {}).get("mae", 0) / 2.0 + m.get("shanghaitech_b", {}).get("mae", 0) / 12.0
 
     state_file = args.out / "state.json"
     start, best, elapsed = 0, float("inf"), 0.0
@@ -197,7 +192,7 @@ def main(argv=None) -> None:
         validate = epoch + 1 >= args.eval_from or epoch + 1 == args.epochs
         with averaged_weights():
             metrics = evaluate() if validate else {}
-            s = score(metrics) if validate else None
+            s = D.selection_score(metrics) if validate else None
             improved = s is not None and s < best
             if improved:
                 best = s
@@ -213,9 +208,7 @@ def main(argv=None) -> None:
                                           "train_seconds": elapsed, "args": {
                                               k: str(v) for k, v in vars(args).items()}}))
         print(f"epoch {epoch + 1}/{args.epochs} loss {row['loss']:.3f} patch-count-mae "
-              f"{row['patch_count_mae']:.2f} | " + " | ".join(
-                  f"{k} mae {m['mae']:.2f} rmse {m['rmse']:.2f} bias {m['bias']:+.2f}"
-                  for k, m in metrics.items())
+              f"{row['patch_count_mae']:.2f} | " + D.describe(metrics)
               + (f" | score {s:.3f}{' *' if improved else ''}" if s is not None else "")
               + f" | {elapsed / 60:.1f} min", flush=True)
     log.close()

@@ -1,0 +1,155 @@
+"""The density network as data: one layer list per size, no framework imported.
+
+Keras builds it for export to TFLite (net.py), PyTorch builds the same graph
+for training on a GPU (torch_net.py); both read these lists, so the network is
+written once and weights move between the two by layer name.
+
+Gray image (raw pixel values 0..255, one channel) in, density map at 1/8
+resolution out. Plain 3x3 convolutions (XNNPACK's fastest int8 kernel; the
+channel counts are small enough that depthwise-separable blocks would save
+little and train slower on CPU), each followed by BatchNorm (folded at export)
+and ReLU6; the last 1x1 convolution is linear in training and gets a ReLU at
+export (a density is >= 0 and unbounded).
+
+    stem     3x3/2 1->16, 3x3/2 16->24, 3x3 24->24            (1/4)
+    stage8   3x3/2 24->48, 3x3 48->48                          (1/8)
+    stage16  3x3/2 48->96, 3x3 96->96, 3x3 96->96, 1x1 96->48  (1/16, context)
+    fuse     bilinear x2 upsample of stage16, ADD to stage8   (scale aggregation)
+    head     3x3 48->48, 3x3 48->32, 1x1 32->1
+
+That is "s"; "m" widens the 1/8 and 1/16 stages to 64 and 128 channels and adds
+a 1/32 stage (~300 px of context per cell, for dense street crowds) fused into
+the 1/16 one the same way. The 1/16 branch sees ~120 px of context, enough for
+a whole person at the deployed scale, while the 1/8 path keeps the heads'
+positions; adding (not concatenating) them keeps int8 requantization to one
+ADD. Keras' nearest upsampling and dilated convolutions do not survive
+conversion as single TFLite ops (they become TILE/RESHAPE and SPACE_TO_BATCH
+chains), so the model uses bilinear upsampling (RESIZE_BILINEAR) and plain
+convolutions only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Training targets are density x DENSITY_SCALE (values of order 1-100 for the
+# optimiser); the exported model divides it back out of its last convolution,
+# so the shipped model outputs people per cell.
+DENSITY_SCALE = 100.0
+# BatchNorm settings, Keras' convention (moving = momentum * moving + (1 - momentum) * batch).
+BN_MOMENTUM = 0.95
+BN_EPSILON = 1e-3
+INPUT = "gray"
+
+
+@dataclass(frozen=True)
+class Conv:
+    """Convolution (no bias), BatchNorm named `<name>_bn`, ReLU6; 'same' padding."""
+    name: str
+    source: str
+    filters: int
+    kernel: int = 3
+    stride: int = 1
+
+
+@dataclass(frozen=True)
+class Upsample:
+    """Bilinear x2 upsampling."""
+    name: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Add:
+    name: str
+    sources: tuple[str, str]
+
+
+@dataclass(frozen=True)
+class Density:
+    """The output: a 1x1 convolution with bias to one channel, linear."""
+    name: str
+    source: str
+
+
+Layer = Conv | Upsample | Add | Density
+
+_STEM = [Conv("stem1", INPUT, 16, stride=2), Conv("stem2", "stem1", 24, stride=2),
+         Conv("stem3", "stem2", 24)]
+
+ARCHS: dict[str, list[Layer]] = {
+    # The first shipped model: 0.48 GMAC at 512x384.
+    "s": _STEM + [
+        Conv("s8a", "stem3", 48, stride=2), Conv("s8b", "s8a", 48),
+        Conv("s16a", "s8b", 96, stride=2), Conv("s16b", "s16a", 96), Conv("s16c", "s16b", 96),
+        Conv("s16d", "s16c", 48, kernel=1),
+        Upsample("up", "s16d"), Add("fuse", ("s8b", "up")),
+        Conv("head1", "fuse", 48), Conv("head2", "head1", 32), Density("density", "head2"),
+    ],
+    # 0.79 GMAC at 512x384.
+    "m": _STEM + [
+        Conv("s8a", "stem3", 64, stride=2), Conv("s8b", "s8a", 64),
+        Conv("s16a", "s8b", 128, stride=2), Conv("s16b", "s16a", 128),
+        Conv("s32a", "s16b", 128, stride=2), Conv("s32b", "s32a", 128),
+        Conv("s32d", "s32b", 128, kernel=1),
+        Upsample("up32", "s32d"), Add("fuse16", ("s16b", "up32")),
+        Conv("s16c", "fuse16", 128), Conv("s16d", "s16c", 64, kernel=1),
+        Upsample("up", "s16d"), Add("fuse", ("s8b", "up")),
+        Conv("head1", "fuse", 64), Conv("head2", "head1", 32), Density("density", "head2"),
+    ],
+}
+
+
+def layers_of(arch: str) -> list[Layer]:
+    if arch not in ARCHS:
+        raise ValueError(f"unknown architecture {arch!r}; one of {', '.join(ARCHS)}")
+    return ARCHS[arch]
+
+
+def channels(arch: str) -> dict[str, int]:
+    """Output channels of every named tensor (the input's too)."""
+    out = {INPUT: 1}
+    for layer in layers_of(arch):
+        if isinstance(layer, Conv):
+            out[layer.name] = layer.filters
+        elif isinstance(layer, Density):
+            out[layer.name] = 1
+        elif isinstance(layer, Upsample):
+            out[layer.name] = out[layer.source]
+        else:
+            out[layer.name] = out[layer.sources[0]]
+    return out
+
+
+def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow's 'same' padding (before, after) of one axis: the output has
+    ceil(size / stride) cells and any odd pixel of padding goes after."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def macs(arch: str, width: int, height: int) -> int:
+    """Multiply-accumulates of the convolutions at this input size (what
+    `crowdsign bench` reads off the .tflite file; BN, ReLU, ADD, resize not counted)."""
+    ch = channels(arch)
+    size = {INPUT: (height, width)}
+    total = 0
+    for layer in layers_of(arch):
+        if isinstance(layer, (Conv, Density)):
+            h, w = size[layer.source]
+            stride = layer.stride if isinstance(layer, Conv) else 1
+            kernel = layer.kernel if isinstance(layer, Conv) else 1
+            size[layer.name] = (-(-h // stride), -(-w // stride))
+            oh, ow = size[layer.name]
+            total += oh * ow * kernel * kernel * ch[layer.source] * ch[layer.name]
+        elif isinstance(layer, Upsample):
+            h, w = size[layer.source]
+            size[layer.name] = (2 * h, 2 * w)
+        else:
+            a, b = (size[s] for s in layer.sources)
+            if a != b:
+                raise ValueError(f"{arch}: {layer.name} adds {a} to {b}: the input size must be "
+                                 "a multiple of the deepest stride")
+            size[layer.name] = a
+    return total

@@ -1,0 +1,95 @@
+"""The network in PyTorch, built from the same layer list (arch.py), for GPU training.
+
+Matches Keras layer for layer, so trained weights export through net.py:
+'same' padding as TensorFlow pads it (a stride-2 3x3 convolution on an even
+size pads one row and column at the bottom and right only, where PyTorch's
+`padding=1` would pad both sides and shift the grid by a pixel), BatchNorm with
+Keras' epsilon and momentum (PyTorch's momentum is 1 - Keras'), and bilinear
+upsampling with half-pixel centres (TensorFlow's resize). `keras_arrays` names
+every weight `<layer>/<weight>` in Keras' layout, for net.load_npz.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.training import arch as A
+
+
+class ConvBnRelu6(nn.Module):
+    def __init__(self, cin: int, layer: A.Conv):
+        super().__init__()
+        self.kernel, self.stride = layer.kernel, layer.stride
+        self.conv = nn.Conv2d(cin, layer.filters, layer.kernel, layer.stride, bias=False)
+        self.bn = nn.BatchNorm2d(layer.filters, eps=A.BN_EPSILON, momentum=1.0 - A.BN_MOMENTUM)
+
+    def forward(self, x):
+        top, bottom = A.same_padding(x.shape[-2], self.kernel, self.stride)
+        left, right = A.same_padding(x.shape[-1], self.kernel, self.stride)
+        if top or bottom or left or right:
+            x = F.pad(x, (left, right, top, bottom))
+        return F.relu6(self.bn(self.conv(x)))
+
+
+class DensityNet(nn.Module):
+    """N x 1 x H x W gray (0..255) in, N x 1 x H/8 x W/8 density x DENSITY_SCALE out, linear."""
+
+    def __init__(self, arch: str = "m"):
+        super().__init__()
+        self.spec = A.layers_of(arch)
+        ch = A.channels(arch)
+        self.convs = nn.ModuleDict()
+        for layer in self.spec:
+            if isinstance(layer, A.Conv):
+                self.convs[layer.name] = ConvBnRelu6(ch[layer.source], layer)
+            elif isinstance(layer, A.Density):
+                self.convs[layer.name] = nn.Conv2d(ch[layer.source], 1, 1)
+
+    def forward(self, x):
+        t = {A.INPUT: x}
+        for layer in self.spec:
+            if isinstance(layer, (A.Conv, A.Density)):
+                t[layer.name] = self.convs[layer.name](t[layer.source])
+            elif isinstance(layer, A.Upsample):
+                t[layer.name] = F.interpolate(t[layer.source], scale_factor=2, mode="bilinear",
+                                              align_corners=False)
+            else:
+                a, b = layer.sources
+                t[layer.name] = t[a] + t[b]
+        return t[self.spec[-1].name]
+
+
+def keras_arrays(model: DensityNet) -> dict[str, np.ndarray]:
+    """Every weight as a numpy array named and laid out as Keras holds it."""
+    out = {}
+    for name, m in model.convs.items():
+        conv = m.conv if isinstance(m, ConvBnRelu6) else m
+        out[f"{name}/kernel"] = conv.weight.detach().permute(2, 3, 1, 0).cpu().numpy()
+        if conv.bias is not None:
+            out[f"{name}/bias"] = conv.bias.detach().cpu().numpy()
+        if isinstance(m, ConvBnRelu6):
+            bn = m.bn
+            for keras_name, t in (("gamma", bn.weight), ("beta", bn.bias),
+                                  ("moving_mean", bn.running_mean),
+                                  ("moving_variance", bn.running_var)):
+                out[f"{name}_bn/{keras_name}"] = t.detach().cpu().numpy()
+    return out
+
+
+def load_keras_arrays(model: DensityNet, arrays) -> None:
+    """The inverse of keras_arrays (to continue training Keras-trained weights)."""
+    with torch.no_grad():
+        for name, m in model.convs.items():
+            conv = m.conv if isinstance(m, ConvBnRelu6) else m
+            conv.weight.copy_(torch.from_numpy(np.asarray(arrays[f"{name}/kernel"])).permute(3, 2, 0, 1))
+            if conv.bias is not None:
+                conv.bias.copy_(torch.from_numpy(np.asarray(arrays[f"{name}/bias"])))
+            if isinstance(m, ConvBnRelu6):
+                bn = m.bn
+                for keras_name, t in (("gamma", bn.weight), ("beta", bn.bias),
+                                      ("moving_mean", bn.running_mean),
+                                      ("moving_variance", bn.running_var)):
+                    t.copy_(torch.from_numpy(np.asarray(arrays[f"{name}_bn/{keras_name}"])))

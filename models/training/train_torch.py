@@ -1,0 +1,261 @@
+"""Train the density model with PyTorch on a GPU; the weights come back as .npz for export.
+
+    python -m models.training.train_torch --data .gpu/data --out $OUT/run --arch m \
+        --ema 0.999 --minutes 8
+
+The same network (arch.py, built by torch_net.py), the same augmented patches
+(data.PatchSampler), loss, weight averaging and selection by validation score
+as train.py, which trains on the CPU with TensorFlow; this one exists because
+a GPU machine here has PyTorch and no TensorFlow. Patches are cut in worker
+processes, each batch from a generator seeded by (seed, step), so the stream
+does not depend on the number of workers. `--minutes` times the first steps
+and then fixes the number of epochs to fit the budget (the learning-rate
+schedule needs it; the log records it, and `--epochs N` repeats a run).
+
+OUT gets best.npz (best epoch by validation score, weight-averaged with --ema),
+last.npz (the last epoch's averaged or raw weights), log.jsonl and state.json.
+The .npz hold every weight in Keras' layout plus the output on a fixed probe
+image, so `net.load` can check the transfer; then
+
+    .venv-train/bin/python -m models.training.export --weights OUT/best.npz OUT/last.npz \
+        --arch m --data ../shared/data --out OUT/export
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from models.training import arch as A
+from models.training import data as D
+from models.training import torch_net as T
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", type=Path, required=True, help="folder holding mall/, shanghaitech_b/, ...")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--datasets", nargs="+", default=list(D.DATASETS))
+    p.add_argument("--arch", default="m", help=f"network size: {', '.join(A.ARCHS)} (default m)")
+    length = p.add_mutually_exclusive_group(required=True)
+    length.add_argument("--epochs", type=int)
+    length.add_argument("--minutes", type=float, help="fit the number of epochs to this budget")
+    p.add_argument("--steps", type=int, default=500, help="steps per epoch")
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1.5e-3, help="peak learning rate (cosine decay)")
+    p.add_argument("--warmup", type=int, default=500,
+                   help="linear warm-up steps (must end after the --minutes timing, step 250)")
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--ema", type=float, default=0.999, help="weight-average decay; 0: off")
+    p.add_argument("--count-weight", type=float, default=1.0)
+    p.add_argument("--weight-decay", type=float, default=0.0,
+                   help="AdamW decay of the convolution kernels (0: plain Adam)")
+    p.add_argument("--empty-share", type=float, default=D.EMPTY_SHARE)
+    p.add_argument("--init", type=Path, help="start from these weights (.npz in Keras layout)")
+    p.add_argument("--eval-from", type=int, default=1, help="validate from this epoch on")
+    p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    return p.parse_args(argv)
+
+
+class Patches(torch.utils.data.IterableDataset):
+    """Training batches for steps [start, stop); worker k makes steps k, k + W, ...
+
+    DataLoader takes batches from its workers in turn, so they arrive in step order."""
+
+    def __init__(self, train: dict, batch: int, seed: int, start: int, stop: int, empty_share: float):
+        self.train, self.batch, self.seed = train, batch, seed
+        self.start, self.stop, self.empty_share = start, stop, empty_share
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        k, w = (info.id, info.num_workers) if info else (0, 1)
+        for step in range(self.start + k, self.stop, w):
+            sampler = D.PatchSampler(self.train, np.random.default_rng([self.seed, step]),
+                                     empty_share=self.empty_share)
+            x, y = sampler.batch(self.batch)
+            # Patch pixels are whole grey levels: uint8 is exact and a quarter of the traffic.
+            yield torch.from_numpy(x.astype(np.uint8)), torch.from_numpy(y)
+
+
+def lr_factor(step: int, warmup: int, total: int, alpha: float = 0.005) -> float:
+    """Linear warm-up to 1, then cosine decay to alpha (Keras' CosineDecay with warm-up)."""
+    if step < warmup:
+        return step / warmup
+    t = min(step - warmup, total - warmup) / max(1, total - warmup)
+    return (1 - alpha) * 0.5 * (1 + math.cos(math.pi * t)) + alpha
+
+
+def probe_input() -> np.ndarray:
+    """A fixed image at the deployed size: the weights' transfer is checked on it."""
+    w, h = D.INPUT_SIZE
+    return np.round(np.random.default_rng(0).uniform(0, 255, (1, h, w, 1))).astype(np.float32)
+
+
+def save_npz(model: T.DensityNet, path: Path) -> None:
+    arrays = T.keras_arrays(model)
+    was_training = model.training
+    model.eval()
+    dev = next(model.parameters()).device
+    with torch.no_grad():
+        x = torch.from_numpy(probe_input()).permute(0, 3, 1, 2).to(dev)
+        arrays["probe/output"] = model(x).permute(0, 2, 3, 1).float().cpu().numpy()
+    model.train(was_training)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(path)
+
+
+def sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    dev = torch.device(args.device)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.benchmark = True
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    t0 = time.time()
+    train, val = D.load_split(args.data, args.datasets)
+    if not train:
+        raise SystemExit(f"train_torch: no dataset of {', '.join(args.datasets)} under {args.data}")
+    print(f"loaded {sum(map(len, train.values()))} train, {sum(map(len, val.values()))} val "
+          f"images in {time.time() - t0:.0f} s: "
+          + ", ".join(f"{k} {len(train[k])}/{len(val[k])}" for k in train), flush=True)
+    val_x = {k: torch.from_numpy(np.stack([it.image for it in v])[:, None]).to(dev)
+             for k, v in val.items() if v}
+    val_y = {k: np.array([it.count for it in v], np.float64) for k, v in val.items() if v}
+
+    model = T.DensityNet(args.arch)
+    if args.init:
+        T.load_keras_arrays(model, np.load(args.init))
+        print(f"initialised from {args.init}", flush=True)
+    model = model.to(dev).to(memory_format=torch.channels_last)
+    ema = copy.deepcopy(model) if args.ema else model
+    # Decoupled weight decay (AdamW) on the convolution kernels only, not BatchNorm or biases.
+    kernels = [p for p in model.parameters() if p.ndim == 4]
+    others = [p for p in model.parameters() if p.ndim != 4]
+    opt = torch.optim.AdamW([{"params": kernels, "weight_decay": args.weight_decay},
+                             {"params": others, "weight_decay": 0.0}],
+                            lr=args.lr, eps=1e-7)  # Keras' epsilon
+    scale = A.DENSITY_SCALE
+
+    state_file, last_file = args.out / "state.json", args.out / "last.pt"
+    start_epoch, best, elapsed, epochs = 0, float("inf"), 0.0, args.epochs
+    if args.resume and last_file.is_file():
+        saved = torch.load(last_file, map_location=dev)
+        model.load_state_dict(saved["model"])
+        ema.load_state_dict(saved["ema"])
+        opt.load_state_dict(saved["opt"])
+        start_epoch, best, elapsed, epochs = saved["epoch"], saved["best"], saved["elapsed"], saved["epochs"]
+        print(f"resumed after epoch {start_epoch} of {epochs} (best score {best:.3f})", flush=True)
+
+    def evaluate() -> dict:
+        ema.eval()
+        out = {}
+        with torch.no_grad():
+            for k, x in val_x.items():
+                pred = torch.cat([F.relu(ema(x[i:i + 40].float().contiguous(
+                    memory_format=torch.channels_last))).sum((1, 2, 3))
+                    for i in range(0, len(x), 40)]) / scale
+                out[k] = D.count_metrics(pred.double().cpu().numpy(), val_y[k])
+        return out
+
+    ema_params = [p for p in ema.state_dict().values() if p.dtype.is_floating_point]
+    raw_params = [p for p in model.state_dict().values() if p.dtype.is_floating_point]
+    steps_total = (epochs or 0) * args.steps  # with --minutes, known once timed
+    loader = torch.utils.data.DataLoader(
+        Patches(train, args.batch, args.seed, start_epoch * args.steps,
+                steps_total or 2 ** 62, args.empty_share),
+        batch_size=None, num_workers=args.workers, pin_memory=dev.type == "cuda",
+        prefetch_factor=4 if args.workers else None, persistent_workers=False)
+    batches = iter(loader)
+    log = open(args.out / "log.jsonl", "a", encoding="utf-8")
+    step = start_epoch * args.steps
+    epoch = start_epoch
+    timing = (50, 250)  # steps: skip the first (start-up), time up to the second
+    while epochs is None or epoch < epochs:
+        model.train()
+        t_epoch = time.time()
+        losses, count_err = [], []
+        for _ in range(args.steps):
+            if epochs is None and step == timing[0]:
+                sync(dev)
+                t_timing = time.time()
+            if epochs is None and step == timing[1]:
+                sync(dev)
+                per_step = (time.time() - t_timing) / (timing[1] - timing[0])
+                # A validation pass costs about as much as 10 steps.
+                epochs = max(1, int(args.minutes * 60 / ((args.steps + 10) * per_step)))
+                steps_total = epochs * args.steps
+                print(f"{per_step * 1000:.1f} ms a step -> {epochs} epochs of {args.steps} steps "
+                      f"in {args.minutes} min", flush=True)
+            x, y = next(batches)
+            x = x.to(dev, non_blocking=True).permute(0, 3, 1, 2).float()
+            y = y.to(dev, non_blocking=True).permute(0, 3, 1, 2) * scale
+            for g in opt.param_groups:
+                g["lr"] = args.lr * lr_factor(step, args.warmup, steps_total or 2 ** 62)
+            p = model(x)
+            mse1 = (p - y).square().mean()
+            # Counts over 4x4-cell blocks (32 px): forgives a blob placed a cell off.
+            mse4 = (F.avg_pool2d(p, 4) - F.avg_pool2d(y, 4)).square().mean()
+            cells = p[0].numel()
+            count = (p.sum((1, 2, 3)) - y.sum((1, 2, 3))).abs().mean()
+            negative = F.relu(-p).square().mean()  # the exported model clips at zero
+            loss = mse1 + mse4 + args.count_weight * count / cells + negative
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if args.ema:
+                with torch.no_grad():
+                    torch._foreach_mul_(ema_params, args.ema)
+                    torch._foreach_add_(ema_params, raw_params, alpha=1.0 - args.ema)
+            losses.append(loss.detach())
+            count_err.append(count.detach() / scale)
+            step += 1
+            if epochs is not None and step >= epochs * args.steps:
+                break
+        epoch += 1
+        elapsed += time.time() - t_epoch
+        validate = epoch >= args.eval_from or epoch == epochs
+        metrics = evaluate() if validate else {}
+        s = D.selection_score(metrics) if validate else None
+        improved = s is not None and s < best
+        if improved:
+            best = s
+            save_npz(ema, args.out / "best.npz")
+        row = {"epoch": epoch, "epochs": epochs, "loss": float(torch.stack(losses).mean()),
+               "patch_count_mae": float(torch.stack(count_err).mean()),
+               "lr": opt.param_groups[0]["lr"], "val": metrics, "score": s, "best": improved,
+               "train_seconds": round(elapsed, 1)}
+        log.write(json.dumps(row) + "\n")
+        log.flush()
+        torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+                    "epoch": epoch, "epochs": epochs, "best": best, "elapsed": elapsed}, last_file)
+        state_file.write_text(json.dumps({"epoch": epoch, "epochs": epochs, "best_score": best,
+                                          "train_seconds": elapsed,
+                                          "args": {k: str(v) for k, v in vars(args).items()}}))
+        print(f"epoch {epoch}/{epochs} loss {row['loss']:.3f} patch-count-mae "
+              f"{row['patch_count_mae']:.2f} | " + D.describe(metrics)
+              + (f" | score {s:.3f}{' *' if improved else ''}" if s is not None else "")
+              + f" | {elapsed / 60:.1f} min", flush=True)
+    save_npz(ema, args.out / "last.npz")
+    log.close()
+    del batches, loader
+
+
+if __name__ == "__main__":
+    main()
