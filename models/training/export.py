@@ -1,6 +1,6 @@
 """Trained weights -> float and full-integer int8 TFLite models.
 
-    python -m models.training.export --weights OUT/best.weights.h5 [OUT/last.weights.h5] \
+    python -m models.training.export --weights OUT/best.npz [OUT/last.npz] \
         --data ../shared/data --out OUT
 
 The candidate checkpoints are scored on the validation split (float, same
@@ -42,7 +42,7 @@ CALIBRATION = {"mall": 120, "shanghaitech_b": 120}
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--weights", type=Path, nargs="+", required=True, help="candidate checkpoints (.weights.h5, or .npz from train_torch)")
+    p.add_argument("--weights", type=Path, nargs="+", required=True, help="candidate checkpoints (.npz from train_torch, or Keras .weights.h5)")
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--name", default="crowdsign_density_gray")

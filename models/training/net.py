@@ -94,7 +94,7 @@ def save_npz(model: keras.Model, path: Path) -> None:
 
 
 def load(model: keras.Model, path: Path) -> None:
-    """Weights from a Keras checkpoint (.weights.h5) or a GPU run's .npz."""
+    """Weights from train_torch's .npz or a Keras checkpoint (.weights.h5)."""
     if Path(path).suffix == ".npz":
         load_npz(model, path)
     else:

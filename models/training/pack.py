@@ -13,7 +13,7 @@ RMS difference of ~3 grey levels, below the sensor noise training adds.
 
 The result is a data folder like ../shared/data (labels.jsonl with points in
 the packed images' pixels, same image names, so data.split picks the same
-validation images); train.py and train_torch.py read it with --data.
+validation images); train_torch.py reads it with --data.
 """
 
 from __future__ import annotations

@@ -1,21 +1,22 @@
-"""Train the density model with PyTorch on a GPU; the weights come back as .npz for export.
+"""Train the density model with PyTorch, on a GPU or the CPU; weights as .npz for the export.
 
-    python -m models.training.train_torch --data .gpu/data --out $OUT/run --arch m \
-        --ema 0.999 --minutes 8
+    python -m models.training.train_torch --data ../shared/data --out OUT --arch m --epochs 13
 
-The same network (arch.py, built by torch_net.py), the same augmented patches
-(data.PatchSampler), loss, weight averaging and selection by validation score
-as train.py, which trains on the CPU with TensorFlow; this one exists because
-a GPU machine here has PyTorch and no TensorFlow. Patches are cut in worker
-processes, each batch from a generator seeded by (seed, step), so the stream
-does not depend on the number of workers. `--minutes` times the first steps
-and then fixes the number of epochs to fit the budget (the learning-rate
-schedule needs it; the log records it, and `--epochs N` repeats a run).
+The network is arch.py's layer list (built by torch_net.py, layer for layer
+what net.py builds in Keras for the export). Patches come from
+data.PatchSampler in worker processes, each batch from a generator seeded by
+(seed, step), so the stream depends on neither the number of workers nor an
+interruption (`--resume` continues from OUT/last.pt). An exponential moving
+average of the weights and BatchNorm statistics (--ema) is validated after
+each epoch on whole images at the deployed 512x384 and the best epoch by
+mall_mae / 2 + shb_mae / 12 (the issue's bars) is kept. `--minutes` times
+steps 50-250 and then fixes the number of epochs to fit the budget (the
+learning-rate schedule needs it; the log records it, and `--epochs N` repeats
+a run). `--init WEIGHTS [--freeze-bn]` starts from trained weights instead.
 
-OUT gets best.npz (best epoch by validation score, weight-averaged with --ema),
-last.npz (the last epoch's averaged or raw weights), log.jsonl and state.json.
-The .npz hold every weight in Keras' layout plus the output on a fixed probe
-image, so `net.load` can check the transfer; then
+OUT gets best.npz (the best epoch's averaged weights), last.npz, log.jsonl,
+state.json and last.pt. The .npz hold every weight in Keras' layout plus the
+output on a fixed probe image, so `net.load` can check the transfer; then
 
     .venv-train/bin/python -m models.training.export --weights OUT/best.npz OUT/last.npz \
         --arch m --data ../shared/data --out OUT/export
@@ -60,7 +61,11 @@ def parse_args(argv=None):
     p.add_argument("--weight-decay", type=float, default=0.0,
                    help="AdamW decay of the convolution kernels (0: plain Adam)")
     p.add_argument("--empty-share", type=float, default=D.EMPTY_SHARE)
-    p.add_argument("--init", type=Path, help="start from these weights (.npz in Keras layout)")
+    p.add_argument("--init", type=Path, help="start from these weights (.npz in Keras layout; "
+                   "python -m models.training.net converts a .weights.h5)")
+    p.add_argument("--freeze-bn", action="store_true",
+                   help="keep the BatchNorm layers of --init fixed (statistics and scale): "
+                        "fine-tuning, e.g. on a site's own labelled frames")
     p.add_argument("--eval-from", type=int, default=1, help="validate from this epoch on")
     p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -141,13 +146,20 @@ def main(argv=None) -> None:
 
     model = T.DensityNet(args.arch)
     if args.init:
-        T.load_keras_arrays(model, np.load(args.init))
+        try:
+            T.load_keras_arrays(model, np.load(args.init))
+        except (OSError, ValueError, KeyError, RuntimeError) as e:
+            raise SystemExit(f"train_torch: {args.init}: not weights of arch {args.arch!r} ({e})") from None
         print(f"initialised from {args.init}", flush=True)
+    batch_norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    if args.freeze_bn:
+        for bn in batch_norms:
+            bn.requires_grad_(False)
     model = model.to(dev).to(memory_format=torch.channels_last)
     ema = copy.deepcopy(model) if args.ema else model
     # Decoupled weight decay (AdamW) on the convolution kernels only, not BatchNorm or biases.
     kernels = [p for p in model.parameters() if p.ndim == 4]
-    others = [p for p in model.parameters() if p.ndim != 4]
+    others = [p for p in model.parameters() if p.ndim != 4 and p.requires_grad]
     opt = torch.optim.AdamW([{"params": kernels, "weight_decay": args.weight_decay},
                              {"params": others, "weight_decay": 0.0}],
                             lr=args.lr, eps=1e-7)  # Keras' epsilon
@@ -189,6 +201,9 @@ def main(argv=None) -> None:
     timing = (50, 250)  # steps: skip the first (start-up), time up to the second
     while epochs is None or epoch < epochs:
         model.train()
+        if args.freeze_bn:
+            for bn in batch_norms:
+                bn.eval()  # normalise with the stored statistics and leave them as they are
         t_epoch = time.time()
         losses, count_err = [], []
         for _ in range(args.steps):
