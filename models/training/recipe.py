@@ -3,7 +3,7 @@
     # PyTorch (the `train-torch` extra): on a machine with a CUDA GPU, the shipped
     # model's run, from the data packed to travel (models.training.pack -> .gpu/data)
     python -m models.training.recipe --gpu --data .gpu/data --out OUT
-    # or, with no GPU, the CPU run (about 85 minutes on 2 x86-64 cores)
+    # or, with no GPU, the CPU run (about 80 minutes on 2 x86-64 cores)
     python -m models.training.recipe --cpu --data ../shared/data --out OUT
     # then TensorFlow (the `train` extra): float and int8 TFLite of that run's best epoch
     .venv-train/bin/python -m models.training.recipe --export gpu --data ../shared/data --out OUT
