@@ -140,6 +140,12 @@ def describe(metrics: dict) -> str:
                       for k, m in metrics.items())
 
 
+def probe_image(width: int = INPUT_SIZE[0], height: int = INPUT_SIZE[1]) -> np.ndarray:
+    """A fixed noise image, 1 x H x W x 1 float: a trained network's output on it
+    travels with its weights (train_torch), and the export checks it (net.load)."""
+    return np.round(np.random.default_rng(0).uniform(0, 255, (1, height, width, 1))).astype(np.float32)
+
+
 class PatchSampler:
     """Augmented training patches and their density targets, from a seeded generator."""
 

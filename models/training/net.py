@@ -1,12 +1,13 @@
 """The network in Keras, built from its layer list (arch.py), for export to TFLite.
 
-Keras builds it from arch.py's layer list; the layer names are the names there
-(a convolution's BatchNorm `<name>_bn`, its ReLU6 `<name>_relu6`), which is
-how weights trained by torch_net.py find their layers (`load_npz`).
+The layer names are the list's (a convolution's BatchNorm `<name>_bn`, its
+ReLU6 `<name>_relu6`), which is how weights trained by torch_net.py find their
+layers (`load_npz`).
 """
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import keras
@@ -15,7 +16,7 @@ from keras import layers
 
 from models.training import arch as A
 from models.training.arch import DENSITY_SCALE  # noqa: F401  (re-exported for callers)
-from models.training.data import STRIDE
+from models.training.data import STRIDE, probe_image
 
 ARCHS = tuple(A.ARCHS)
 
@@ -73,12 +74,11 @@ def load_npz(model: keras.Model, path: Path) -> None:
 
 def check_probe(model: keras.Model, expected: np.ndarray, path: Path) -> None:
     """The model must give what the trainer's network gave on the probe image
-    (train_torch.probe_input): same graph, same weights, same layout."""
+    (data.probe_image): same graph, same weights, same layout."""
     h, w = expected.shape[1] * STRIDE, expected.shape[2] * STRIDE
     if model.input_shape[1:3] not in ((None, None), (h, w)):
         return
-    probe = np.round(np.random.default_rng(0).uniform(0, 255, (1, h, w, 1))).astype(np.float32)
-    got = model(probe, training=False).numpy()
+    got = model(probe_image(w, h), training=False).numpy()
     if model.layers[-1].name == "density_relu":
         expected = np.maximum(expected, 0)
     worst = float(np.abs(got - expected).max())
@@ -102,7 +102,6 @@ def load(model: keras.Model, path: Path) -> None:
 
 
 def main(argv=None) -> None:
-    import argparse
     p = argparse.ArgumentParser(description="Keras weights (.weights.h5) -> .npz for train_torch --init")
     p.add_argument("--weights", type=Path, required=True)
     p.add_argument("--arch", required=True, choices=ARCHS)

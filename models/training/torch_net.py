@@ -62,34 +62,30 @@ class DensityNet(nn.Module):
         return t[self.spec[-1].name]
 
 
-def keras_arrays(model: DensityNet) -> dict[str, np.ndarray]:
-    """Every weight as a numpy array named and laid out as Keras holds it."""
-    out = {}
+def keras_named(model: DensityNet):
+    """(Keras name `<layer>/<weight>`, tensor) of every weight; kernels are in
+    PyTorch's layout (out, in, h, w), Keras holds them as (h, w, in, out)."""
     for name, m in model.convs.items():
         conv = m.conv if isinstance(m, ConvBnRelu6) else m
-        out[f"{name}/kernel"] = conv.weight.detach().permute(2, 3, 1, 0).cpu().numpy()
+        yield f"{name}/kernel", conv.weight
         if conv.bias is not None:
-            out[f"{name}/bias"] = conv.bias.detach().cpu().numpy()
+            yield f"{name}/bias", conv.bias
         if isinstance(m, ConvBnRelu6):
             bn = m.bn
-            for keras_name, t in (("gamma", bn.weight), ("beta", bn.bias),
-                                  ("moving_mean", bn.running_mean),
-                                  ("moving_variance", bn.running_var)):
-                out[f"{name}_bn/{keras_name}"] = t.detach().cpu().numpy()
-    return out
+            yield from ((f"{name}_bn/{keras_name}", t) for keras_name, t in (
+                ("gamma", bn.weight), ("beta", bn.bias),
+                ("moving_mean", bn.running_mean), ("moving_variance", bn.running_var)))
+
+
+def keras_arrays(model: DensityNet) -> dict[str, np.ndarray]:
+    """Every weight as a numpy array named and laid out as Keras holds it."""
+    return {key: (t.detach().permute(2, 3, 1, 0) if key.endswith("/kernel") else t.detach())
+            .cpu().numpy() for key, t in keras_named(model)}
 
 
 def load_keras_arrays(model: DensityNet, arrays) -> None:
     """The inverse of keras_arrays (to continue training Keras-trained weights)."""
     with torch.no_grad():
-        for name, m in model.convs.items():
-            conv = m.conv if isinstance(m, ConvBnRelu6) else m
-            conv.weight.copy_(torch.from_numpy(np.asarray(arrays[f"{name}/kernel"])).permute(3, 2, 0, 1))
-            if conv.bias is not None:
-                conv.bias.copy_(torch.from_numpy(np.asarray(arrays[f"{name}/bias"])))
-            if isinstance(m, ConvBnRelu6):
-                bn = m.bn
-                for keras_name, t in (("gamma", bn.weight), ("beta", bn.bias),
-                                      ("moving_mean", bn.running_mean),
-                                      ("moving_variance", bn.running_var)):
-                    t.copy_(torch.from_numpy(np.asarray(arrays[f"{name}_bn/{keras_name}"])))
+        for key, t in keras_named(model):
+            value = torch.from_numpy(np.asarray(arrays[key]))
+            t.copy_(value.permute(3, 2, 0, 1) if key.endswith("/kernel") else value)

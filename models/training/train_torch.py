@@ -101,19 +101,13 @@ def lr_factor(step: int, warmup: int, total: int, alpha: float = 0.005) -> float
     return (1 - alpha) * 0.5 * (1 + math.cos(math.pi * t)) + alpha
 
 
-def probe_input() -> np.ndarray:
-    """A fixed image at the deployed size: the weights' transfer is checked on it."""
-    w, h = D.INPUT_SIZE
-    return np.round(np.random.default_rng(0).uniform(0, 255, (1, h, w, 1))).astype(np.float32)
-
-
 def save_npz(model: T.DensityNet, path: Path) -> None:
     arrays = T.keras_arrays(model)
     was_training = model.training
     model.eval()
     dev = next(model.parameters()).device
     with torch.no_grad():
-        x = torch.from_numpy(probe_input()).permute(0, 3, 1, 2).to(dev)
+        x = torch.from_numpy(D.probe_image()).permute(0, 3, 1, 2).to(dev)
         arrays["probe/output"] = model(x).permute(0, 2, 3, 1).float().cpu().numpy()
     model.train(was_training)
     tmp = path.with_suffix(".tmp.npz")
