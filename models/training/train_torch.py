@@ -12,7 +12,8 @@ each epoch on whole images at the deployed 512x384 and the best epoch by
 mall_mae / 2 + shb_mae / 12 (the issue's bars) is kept. `--minutes` times
 steps 50-250 and then fixes the number of epochs to fit the budget (the
 learning-rate schedule needs it; the log records it, and `--epochs N` repeats
-a run). `--init WEIGHTS [--freeze-bn]` starts from trained weights instead.
+a run). `--init WEIGHTS [--freeze-bn]` starts from trained weights instead,
+a checkpoint or the shipped .tflite itself.
 
 OUT gets best.npz (the best epoch's averaged weights), last.npz, log.jsonl,
 state.json and last.pt. The .npz hold every weight in Keras' layout plus the
@@ -61,8 +62,9 @@ def parse_args(argv=None):
     p.add_argument("--weight-decay", type=float, default=0.0,
                    help="AdamW decay of the convolution kernels (0: plain Adam)")
     p.add_argument("--empty-share", type=float, default=D.EMPTY_SHARE)
-    p.add_argument("--init", type=Path, help="start from these weights (.npz in Keras layout; "
-                   "python -m models.training.net converts a .weights.h5)")
+    p.add_argument("--init", type=Path, help="start from these weights: .npz in Keras layout "
+                   "(python -m models.training.net converts a .weights.h5) or a shipped int8 "
+                   ".tflite (from_tflite.py)")
     p.add_argument("--freeze-bn", action="store_true",
                    help="keep the BatchNorm layers of --init fixed (statistics and scale): "
                         "fine-tuning, e.g. on a site's own labelled frames")
@@ -141,7 +143,14 @@ def main(argv=None) -> None:
     model = T.DensityNet(args.arch)
     if args.init:
         try:
-            T.load_keras_arrays(model, np.load(args.init))
+            if args.init.suffix == ".tflite":
+                from models.training import from_tflite
+                from models.training.export import calibration_images
+                arrays = from_tflite.keras_arrays(args.init, args.arch,
+                                                  calibration_images(args.data, args.seed))
+            else:
+                arrays = np.load(args.init)
+            T.load_keras_arrays(model, arrays)
         except (OSError, ValueError, KeyError, RuntimeError) as e:
             raise SystemExit(f"train_torch: {args.init}: not weights of arch {args.arch!r} ({e})") from None
         print(f"initialised from {args.init}", flush=True)

@@ -1,0 +1,109 @@
+"""Float weights recovered from the shipped int8 model (models/training/from_tflite.py).
+
+Fine-tuning starts from the committed .tflite, so its dequantized kernels must
+be the network of the layer list, layer for layer: the check here runs the
+recovered float network with numpy alone (no training framework) on a real
+Mall frame and compares its density map with the int8 model's.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from crowdsign.counting.runtime import interpreter_class
+from shared_data import REPO, shared_path
+
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+arch = importlib.import_module("models.training.arch")
+from_tflite = importlib.import_module("models.training.from_tflite")
+
+SHIPPED = REPO / "models/crowdsign_density_gray/crowdsign_density_gray.tflite"
+SHIPPED_ARCH = "m"
+
+
+@pytest.fixture(scope="module")
+def folded():
+    return from_tflite.folded_layers(SHIPPED, SHIPPED_ARCH)
+
+
+def test_every_convolution_of_the_layer_list_is_recovered_with_its_shape(folded):
+    convs = [l for l in arch.layers_of(SHIPPED_ARCH) if isinstance(l, (arch.Conv, arch.Density))]
+    channels = arch.channels(SHIPPED_ARCH)
+    assert set(folded) == {l.name for l in convs}
+    for layer in convs:
+        kernel, bias = folded[layer.name]
+        size = getattr(layer, "kernel", 1)
+        assert kernel.shape == (size, size, channels[layer.source], channels[layer.name])
+        assert bias.shape == (channels[layer.name],)
+        assert kernel.dtype == np.float32 and np.isfinite(kernel).all()
+
+
+def test_a_model_of_another_architecture_is_refused_naming_the_layer():
+    with pytest.raises(ValueError, match=r"s8a"):
+        from_tflite.folded_layers(SHIPPED, "s")
+
+
+def test_a_detector_is_refused_as_not_this_network():
+    ssd = shared_path("models", "ssd_mobilenet_v1_coco_quant.tflite")
+    with pytest.raises(ValueError, match="ssd_mobilenet_v1_coco_quant.tflite"):
+        from_tflite.folded_layers(ssd, SHIPPED_ARCH)
+
+
+def _same_pad(x: np.ndarray, kernel: int, stride: int) -> np.ndarray:
+    (top, bottom), (left, right) = (arch.same_padding(x.shape[i], kernel, stride) for i in (0, 1))
+    return np.pad(x, ((top, bottom), (left, right), (0, 0)))
+
+
+def _conv(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, stride: int) -> np.ndarray:
+    """'same' convolution of an H x W x C array with an h x w x C x O kernel."""
+    k = kernel.shape[0]
+    windows = np.lib.stride_tricks.sliding_window_view(_same_pad(x, k, stride), (k, k), axis=(0, 1))
+    windows = windows[::stride, ::stride]  # H' x W' x C x k x k
+    return np.tensordot(windows, kernel.transpose(2, 0, 1, 3), axes=3) + bias
+
+
+def _float_density(folded: dict, gray: np.ndarray) -> np.ndarray:
+    """The float network of the layer list on one gray image, numpy only."""
+    t = {arch.INPUT: gray.astype(np.float32)[..., None]}
+    for layer in arch.layers_of(SHIPPED_ARCH):
+        if isinstance(layer, arch.Conv):
+            kernel, bias = folded[layer.name]
+            t[layer.name] = np.clip(_conv(t[layer.source], kernel, bias, layer.stride), 0, 6)
+        elif isinstance(layer, arch.Density):
+            kernel, bias = folded[layer.name]
+            t[layer.name] = np.maximum(_conv(t[layer.source], kernel, bias, 1), 0)
+        elif isinstance(layer, arch.Upsample):
+            h, w = t[layer.source].shape[:2]
+            # OpenCV's bilinear resize has TensorFlow's half-pixel centres.
+            up = cv2.resize(t[layer.source], (2 * w, 2 * h), interpolation=cv2.INTER_LINEAR)
+            t[layer.name] = up.reshape(2 * h, 2 * w, -1)
+        else:
+            a, b = layer.sources
+            t[layer.name] = t[a] + t[b]
+    return t[arch.layers_of(SHIPPED_ARCH)[-1].name][..., 0]
+
+
+def test_recovered_float_network_gives_the_int8_models_density_map(folded):
+    path = shared_path("data", "mall", "train", "images", "seq_000700.jpg")
+    gray = cv2.cvtColor(cv2.resize(cv2.imread(str(path)), (512, 384)), cv2.COLOR_BGR2GRAY)
+    interpreter = interpreter_class()(model_path=str(SHIPPED), num_threads=1)
+    interpreter.allocate_tensors()
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    interpreter.set_tensor(inp["index"], gray[None, :, :, None])
+    interpreter.invoke()
+    scale, zero = out["quantization"]
+    int8 = (interpreter.get_tensor(out["index"])[0, ..., 0].astype(np.float64) - zero) * scale
+
+    recovered = _float_density(folded, gray)
+    assert recovered.shape == int8.shape == (48, 64)
+    # The same map up to int8 rounding: one output step per cell, a few % of the count.
+    assert np.corrcoef(recovered.ravel(), int8.ravel())[0, 1] > 0.98
+    assert np.abs(recovered - int8).max() < 0.1
+    assert recovered.sum() == pytest.approx(int8.sum(), rel=0.15)
+    assert int8.sum() > 10  # a crowded Mall frame, not an empty map
