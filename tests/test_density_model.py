@@ -125,6 +125,11 @@ def test_every_layer_reads_a_tensor_defined_before_it(name):
     assert isinstance(arch.layers_of(name)[-1], arch.Density)
 
 
+@pytest.mark.parametrize("name", list(arch.ARCHS))
+def test_every_size_fits_the_compute_bar_at_the_deployed_input(name):
+    assert arch.macs(name, 512, 384) <= 1.0e9
+
+
 def test_an_unknown_architecture_is_named():
     with pytest.raises(ValueError, match="'xl'"):
         arch.layers_of("xl")
