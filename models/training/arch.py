@@ -19,7 +19,8 @@ export (a density is >= 0 and unbounded).
 
 That is "s"; "m" widens the 1/8 and 1/16 stages to 64 and 128 channels and adds
 a 1/32 stage (~300 px of context per cell, for dense street crowds) fused into
-the 1/16 one the same way. The 1/16 branch sees ~120 px of context, enough for
+the 1/16 one the same way; "l" (0.98 GMAC, not yet shipped) widens the 1/4
+stem to 32 channels and adds a third 1/8 convolution. The 1/16 branch sees ~120 px of context, enough for
 a whole person at the deployed scale, while the 1/8 path keeps the heads'
 positions; adding (not concatenating) them keeps int8 requantization to one
 ADD. Keras' nearest upsampling and dilated convolutions do not survive
@@ -77,6 +78,22 @@ Layer = Conv | Upsample | Add | Density
 _STEM = [Conv("stem1", INPUT, 16, stride=2), Conv("stem2", "stem1", 24, stride=2),
          Conv("stem3", "stem2", 24)]
 
+
+
+def _context_and_head(s8: str) -> list[Layer]:
+    """The 1/16 and 1/32 context stages of "m" and "l", fused back into their
+    1/8 tensor `s8`, and the head."""
+    return [
+        Conv("s16a", s8, 128, stride=2), Conv("s16b", "s16a", 128),
+        Conv("s32a", "s16b", 128, stride=2), Conv("s32b", "s32a", 128),
+        Conv("s32d", "s32b", 128, kernel=1),
+        Upsample("up32", "s32d"), Add("fuse16", ("s16b", "up32")),
+        Conv("s16c", "fuse16", 128), Conv("s16d", "s16c", 64, kernel=1),
+        Upsample("up", "s16d"), Add("fuse", (s8, "up")),
+        Conv("head1", "fuse", 64), Conv("head2", "head1", 32), Density("density", "head2"),
+    ]
+
+
 ARCHS: dict[str, list[Layer]] = {
     # The first shipped model: 0.48 GMAC at 512x384.
     "s": _STEM + [
@@ -87,30 +104,15 @@ ARCHS: dict[str, list[Layer]] = {
         Conv("head1", "fuse", 48), Conv("head2", "head1", 32), Density("density", "head2"),
     ],
     # 0.79 GMAC at 512x384: the shipped model.
-    "m": _STEM + [
-        Conv("s8a", "stem3", 64, stride=2), Conv("s8b", "s8a", 64),
-        Conv("s16a", "s8b", 128, stride=2), Conv("s16b", "s16a", 128),
-        Conv("s32a", "s16b", 128, stride=2), Conv("s32b", "s32a", 128),
-        Conv("s32d", "s32b", 128, kernel=1),
-        Upsample("up32", "s32d"), Add("fuse16", ("s16b", "up32")),
-        Conv("s16c", "fuse16", 128), Conv("s16d", "s16c", 64, kernel=1),
-        Upsample("up", "s16d"), Add("fuse", ("s8b", "up")),
-        Conv("head1", "fuse", 64), Conv("head2", "head1", 32), Density("density", "head2"),
-    ],
+    "m": _STEM + [Conv("s8a", "stem3", 64, stride=2), Conv("s8b", "s8a", 64)] + _context_and_head("s8b"),
     # 0.98 GMAC at 512x384: "m" with a wider 1/4 stem (32 channels) and a third
     # 1/8 convolution, where ShanghaiTech B's heads (5-10 px at the deployed
     # scale) are found. int8 with untrained weights, 2 threads here: 12.1 ms
     # against "m"'s 10.0 and the SSD's 15.1 (same process, interleaved).
     "l": [Conv("stem1", INPUT, 16, stride=2), Conv("stem2", "stem1", 32, stride=2),
           Conv("stem3", "stem2", 32),
-          Conv("s8a", "stem3", 64, stride=2), Conv("s8b", "s8a", 64), Conv("s8c", "s8b", 64),
-          Conv("s16a", "s8c", 128, stride=2), Conv("s16b", "s16a", 128),
-          Conv("s32a", "s16b", 128, stride=2), Conv("s32b", "s32a", 128),
-          Conv("s32d", "s32b", 128, kernel=1),
-          Upsample("up32", "s32d"), Add("fuse16", ("s16b", "up32")),
-          Conv("s16c", "fuse16", 128), Conv("s16d", "s16c", 64, kernel=1),
-          Upsample("up", "s16d"), Add("fuse", ("s8c", "up")),
-          Conv("head1", "fuse", 64), Conv("head2", "head1", 32), Density("density", "head2")],
+          Conv("s8a", "stem3", 64, stride=2), Conv("s8b", "s8a", 64), Conv("s8c", "s8b", 64)]
+         + _context_and_head("s8c"),
 }
 
 
