@@ -107,3 +107,10 @@ def test_recovered_float_network_gives_the_int8_models_density_map(folded):
     assert np.abs(recovered - int8).max() < 0.1
     assert recovered.sum() == pytest.approx(int8.sum(), rel=0.15)
     assert int8.sum() > 10  # a crowded Mall frame, not an empty map
+
+
+def test_a_file_that_is_no_model_is_named(tmp_path):
+    bogus = tmp_path / "weights.tflite"
+    bogus.write_bytes(b"not a flatbuffer at all")
+    with pytest.raises(ValueError, match=r"weights\.tflite: not a TFLite model"):
+        from_tflite.folded_layers(bogus, SHIPPED_ARCH)

@@ -55,23 +55,37 @@ def folded_layers(model: Path, arch: str) -> dict[str, tuple[np.ndarray, np.ndar
     found by walking the graph from the input along the layer list."""
     from crowdsign.counting.runtime import interpreter_class
 
-    interpreter = interpreter_class()(model_path=str(model))
-    interpreter.allocate_tensors()
+    try:
+        interpreter = interpreter_class()(model_path=str(model))
+        interpreter.allocate_tensors()
+    except ValueError as e:
+        raise ValueError(f"{model}: not a TFLite model ({e})") from None
     ops = interpreter._get_ops_details()
     spec = A.layers_of(arch)
     names = {interpreter.get_input_details()[0]["index"]: A.INPUT}
     found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def layer_for(kind, test, what: str):
+        layer = next((l for l in spec if isinstance(l, kind) and test(l)), None)
+        if layer is None:
+            raise ValueError(f"{model}: {what}, which arch {arch!r} has not")
+        return layer
+
     pending = list(ops)
-    while pending:
+    progressed = True
+    while pending and progressed:
         progressed = False
         for op in list(pending):
             inputs = [int(i) for i in op["inputs"]]
-            if op["op_name"] == _CONV and inputs[0] in names:
-                layer = next((l for l in spec if isinstance(l, (A.Conv, A.Density))
-                              and l.source == names[inputs[0]]), None)
-                if layer is None:
-                    raise ValueError(f"{model}: a convolution reads {names[inputs[0]]!r}, "
-                                     f"which no convolution of arch {arch!r} does")
+            if not all(i in names for i in inputs[:1]):
+                continue
+            source = names[inputs[0]]
+            if op["op_name"] in _REQUANTIZE:
+                # the uint8 input's QUANTIZE to int8, or a requantization between layers
+                name = source
+            elif op["op_name"] == _CONV:
+                layer = layer_for((A.Conv, A.Density), lambda l: l.source == source,
+                                  f"a convolution reads {source!r}")
                 kernel = dequantized(interpreter, inputs[1]).transpose(1, 2, 3, 0)  # -> h, w, in, out
                 size, channels = getattr(layer, "kernel", 1), A.channels(arch)
                 want = (size, size, channels[layer.source], channels[layer.name])
@@ -79,24 +93,19 @@ def folded_layers(model: Path, arch: str) -> dict[str, tuple[np.ndarray, np.ndar
                     raise ValueError(f"{model}: layer {layer.name} has a {'x'.join(map(str, kernel.shape))} "
                                      f"kernel where arch {arch!r} has {'x'.join(map(str, want))}")
                 found[layer.name] = (kernel, dequantized(interpreter, inputs[2]))
-            elif op["op_name"] in _REQUANTIZE and inputs[0] in names:
-                # (the uint8 input's QUANTIZE to int8, any requantization between layers)
-                names[int(op["outputs"][0])] = names[inputs[0]]
-                pending.remove(op)
-                progressed = True
-                continue
-            elif op["op_name"] == _RESIZE and inputs[0] in names:
-                layer = next(l for l in spec if isinstance(l, A.Upsample) and l.source == names[inputs[0]])
+                name = layer.name
+            elif op["op_name"] == _RESIZE:
+                name = layer_for(A.Upsample, lambda l: l.source == source,
+                                 f"an upsampling reads {source!r}").name
             elif op["op_name"] == _ADD and all(i in names for i in inputs):
-                layer = next(l for l in spec if isinstance(l, A.Add)
-                             and set(l.sources) == {names[i] for i in inputs})
+                added = {names[i] for i in inputs}
+                name = layer_for(A.Add, lambda l: set(l.sources) == added,
+                                 f"an ADD of {' and '.join(sorted(added))}").name
             else:
                 continue
-            names[int(op["outputs"][0])] = layer.name
+            names[int(op["outputs"][0])] = name
             pending.remove(op)
             progressed = True
-        if not progressed:
-            break
     wanted = [l.name for l in spec if isinstance(l, (A.Conv, A.Density))]
     missing = [n for n in wanted if n not in found]
     if missing:
