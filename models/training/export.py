@@ -111,6 +111,12 @@ def int8_counts(model_bytes: bytes, images: np.ndarray) -> tuple[np.ndarray, flo
     import tensorflow as tf
     it = tf.lite.Interpreter(model_content=model_bytes, num_threads=2)
     it.allocate_tensors()
+    return interpreter_counts(it, images)
+
+
+def interpreter_counts(it, images: np.ndarray) -> tuple[np.ndarray, float]:
+    """Per-image counts from an allocated TFLite interpreter of a uint8-in model
+    (whichever runtime made it), and its output scale."""
     inp, out = it.get_input_details()[0], it.get_output_details()[0]
     scale, zero = out["quantization"]
     counts = []

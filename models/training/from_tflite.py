@@ -118,16 +118,11 @@ def int8_mean_count(model: Path, images: np.ndarray) -> float:
     """Mean count of the int8 model itself over `images` (N x H x W x 1, 0..255)."""
     from crowdsign.counting.runtime import interpreter_class
 
+    from models.training.export import interpreter_counts
+
     interpreter = interpreter_class()(model_path=str(model), num_threads=2)
     interpreter.allocate_tensors()
-    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    scale, zero = out["quantization"]
-    counts = []
-    for image in images:
-        interpreter.set_tensor(inp["index"], np.clip(np.round(image), 0, 255).astype(inp["dtype"])[None])
-        interpreter.invoke()
-        counts.append(((interpreter.get_tensor(out["index"]).astype(np.float64) - zero) * scale).sum())
-    return float(np.mean(counts))
+    return float(interpreter_counts(interpreter, images)[0].mean())
 
 
 def keras_arrays(model: Path, arch: str, images: np.ndarray) -> dict[str, np.ndarray]:
