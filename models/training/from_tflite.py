@@ -13,13 +13,14 @@ the BatchNorm into them at export), the last layer gets the training scale
 (DENSITY_SCALE) and the export's bias correction back, and each BatchNorm is
 set so that it passes the folded convolution's output through unchanged.
 
-Unchanged in evaluation mode whatever the statistics are; with `--data`, the
-BatchNorms also get the real per-channel mean and variance of their
-convolution's output on whole training images, so a fine-tune that lets
-BatchNorm normalise by batch statistics (no `--freeze-bn`) starts where the
-shipped model is instead of from a rescaled network. The result is the .npz
-train_torch writes (Keras layout, probe output included): `train_torch
---init` takes it, or takes the .tflite itself and converts it the same way.
+Unchanged in evaluation mode whatever the statistics are; the BatchNorms also
+get the per-channel mean and variance of their convolution's output over
+batches of augmented training patches, as training computes them, so a
+fine-tune that lets BatchNorm normalise by batch statistics (no `--freeze-bn`)
+starts where the shipped model is instead of from a rescaled network. The
+result is the .npz train_torch writes (Keras layout, probe output included):
+`train_torch --init` takes it, or takes the .tflite itself and converts it the
+same way.
 """
 
 from __future__ import annotations
@@ -125,10 +126,36 @@ def int8_mean_count(model: Path, images: np.ndarray) -> float:
     return float(interpreter_counts(interpreter, images)[0].mean())
 
 
-def keras_arrays(model: Path, arch: str, images: np.ndarray) -> dict[str, np.ndarray]:
+class _Captured(Exception):
+    """Stops a forward pass once the layer being calibrated has been seen."""
+
+
+def training_patches(train: dict, seed: int, batches: int = 32, batch: int = 64,
+                     empty_share: float | None = None) -> np.ndarray:
+    """`batches` x `batch` augmented training patches (N x h x w x 1, 0..255), as
+    train_torch draws them: what BatchNorm sees in training (from a stream of
+    their own, not the training steps')."""
+    from models.training import data as D
+
+    share = D.EMPTY_SHARE if empty_share is None else empty_share
+    return np.concatenate([D.PatchSampler(train, np.random.default_rng([seed, 1 << 40, k]),
+                                          empty_share=share).batch(batch)[0]
+                           for k in range(batches)])
+
+
+def keras_arrays(model: Path, arch: str, images: np.ndarray,
+                 patches: np.ndarray | None = None, batch: int = 64) -> dict[str, np.ndarray]:
     """Float weights in train_torch's layout (probe output excluded) for the int8
-    model at `model`; whole training images (N x H x W x 1, 0..255) calibrate the
-    BatchNorms and undo the export's bias correction."""
+    model at `model`. Whole training images (N x H x W x 1, 0..255) undo the
+    export's bias correction; the BatchNorms take the statistics of training
+    `patches` (default: the images) in batches of `batch`.
+
+    Why patches: in training, BatchNorm normalises each batch of augmented
+    patches by that batch's own statistics, and the shipped network learnt its
+    folded weights under those. Statistics of clean whole images differ (v6's
+    recovered with them counts Mall -5.0 and ShanghaiTech B -8.3 people low in
+    training mode), so a fine-tune would spend its first steps undoing the
+    rescaling rather than learning."""
     import torch
 
     from models.training import torch_net as T
@@ -151,32 +178,54 @@ def keras_arrays(model: Path, arch: str, images: np.ndarray) -> dict[str, np.nda
     net = T.DensityNet(arch)
     T.load_keras_arrays(net, arrays)
     net.eval()
-    batches = [torch.from_numpy(np.ascontiguousarray(images[i:i + 8].transpose(0, 3, 1, 2))).float()
-               for i in range(0, len(images), 8)]
-    sums: dict[str, list] = {}
-    hooks = [m.conv.register_forward_hook(
-        lambda _m, _i, out, name=name: sums.setdefault(name, []).append(
-            (out.double().sum((0, 2, 3)), out.double().square().sum((0, 2, 3)), out[:, 0].numel())))
-        for name, m in net.convs.items() if isinstance(m, T.ConvBnRelu6)]
-    with torch.no_grad():
-        for x in batches:
-            net(x)
-    for h in hooks:
-        h.remove()
-    for name, parts in sums.items():
-        n = sum(p[2] for p in parts)
-        mean = (sum(p[0] for p in parts) / n).numpy()
-        var = np.maximum((sum(p[1] for p in parts) / n).numpy() - mean ** 2, 1e-6)
+
+    def batches_of(x: np.ndarray, size: int) -> list:
+        return [torch.from_numpy(np.ascontiguousarray(x[i:i + size].transpose(0, 3, 1, 2))).float()
+                for i in range(0, len(x), size)]
+
+    # Layer by layer, in order: each BatchNorm gets the per-channel mean and (biased)
+    # variance of its convolution's output per batch in training mode, averaged over
+    # the batches, with the BatchNorms before it already set, so that the statistics
+    # are those of the batch-normalised network training runs, and its running
+    # statistics do not drift away from them as training starts.
+    data = batches_of(images if patches is None else patches, batch)
+    norms = [(name, m) for name, m in net.convs.items() if isinstance(m, T.ConvBnRelu6)]
+    for _, m in norms:
+        m.bn.momentum = 0.0  # batch statistics normalise, running ones stay as set
+    net.train()
+    for name, m in norms:
+        parts = []
+
+        def capture(_m, _i, out):
+            parts.append((out.double().mean((0, 2, 3)), out.double().var((0, 2, 3), unbiased=False)))
+            raise _Captured  # the layers after this one are not needed yet
+
+        hook = m.conv.register_forward_hook(capture)
+        with torch.no_grad():
+            for x in data:
+                try:
+                    net(x)
+                except _Captured:
+                    pass
+        hook.remove()
+        mean = torch.stack([p[0] for p in parts]).mean(0).numpy()
+        var = np.maximum(torch.stack([p[1] for p in parts]).mean(0).numpy(), 1e-6)
         # gamma * (x - mean) / std + beta == x + bias: the same function, real statistics.
         arrays[f"{name}_bn/gamma"] = np.sqrt(var).astype(np.float32)
         arrays[f"{name}_bn/beta"] = (arrays[f"{name}_bn/beta"] + mean).astype(np.float32)
         arrays[f"{name}_bn/moving_mean"] = mean.astype(np.float32)
         arrays[f"{name}_bn/moving_variance"] = np.maximum(var - A.BN_EPSILON, 0).astype(np.float32)
+        with torch.no_grad():
+            for t, key in ((m.bn.weight, "gamma"), (m.bn.bias, "beta"),
+                           (m.bn.running_mean, "moving_mean"), (m.bn.running_var, "moving_variance")):
+                t.copy_(torch.from_numpy(arrays[f"{name}_bn/{key}"]))
+    net.eval()
 
     # The export raised the int8 model's last bias until its mean count met the float
     # model's; in float that shift adds to every cell. Lower the bias until the float
     # mean count meets the int8 model's again (secant steps; the response is near linear).
     target = int8_mean_count(model, images)
+    batches = batches_of(images, 8)
     bias = torch.from_numpy(arrays[f"{last}/bias"].copy())
     density = net.convs[last]
 
@@ -206,15 +255,20 @@ def main(argv=None) -> None:
     p.add_argument("--npz", type=Path, required=True)
     p.add_argument("--data", type=Path, required=True,
                    help="the training data (whole training images calibrate the conversion)")
+    p.add_argument("--datasets", nargs="+", default=None,
+                   help="the datasets the fine-tune will train on (their patches set the "
+                        "BatchNorm statistics; default: train_torch's)")
     args = p.parse_args(argv)
 
+    from models.training import data as D
     from models.training import torch_net as T
     from models.training.export import calibration_images
     from models.training.train_torch import save_npz
 
     images = calibration_images(args.data, seed=1234)
+    train, _ = D.load_split(args.data, args.datasets or D.DATASETS)
     try:
-        arrays = keras_arrays(args.model, args.arch, images)
+        arrays = keras_arrays(args.model, args.arch, images, training_patches(train, seed=1234))
     except (ValueError, OSError) as e:
         raise SystemExit(f"from_tflite: {e}") from None
     net = T.DensityNet(args.arch)
