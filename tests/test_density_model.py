@@ -130,6 +130,16 @@ def test_every_size_fits_the_compute_bar_at_the_deployed_input(name):
     assert arch.macs(name, 512, 384) <= 1.0e9
 
 
+@pytest.mark.parametrize("name", ["m", "l"])
+def test_the_open_head_sizes_differ_only_in_the_last_hidden_relus_bound(name):
+    closed, opened = arch.layers_of(name), arch.layers_of(name + "+")
+    changed = [(a, b) for a, b in zip(closed, opened) if a != b]
+    assert len(closed) == len(opened) and len(changed) == 1
+    before, after = changed[0]
+    assert before.name == "head2" and before.cap == 6.0 and after.cap is None
+    assert arch.macs(name + "+", 512, 384) == arch.macs(name, 512, 384)
+
+
 def test_an_unknown_architecture_is_named():
     with pytest.raises(ValueError, match="'xl'"):
         arch.layers_of("xl")

@@ -22,7 +22,7 @@ from models.training import arch as A
 class ConvBnRelu6(nn.Module):
     def __init__(self, cin: int, layer: A.Conv):
         super().__init__()
-        self.kernel, self.stride = layer.kernel, layer.stride
+        self.kernel, self.stride, self.cap = layer.kernel, layer.stride, layer.cap
         self.conv = nn.Conv2d(cin, layer.filters, layer.kernel, layer.stride, bias=False)
         self.bn = nn.BatchNorm2d(layer.filters, eps=A.BN_EPSILON, momentum=1.0 - A.BN_MOMENTUM)
 
@@ -31,7 +31,8 @@ class ConvBnRelu6(nn.Module):
         left, right = A.same_padding(x.shape[-1], self.kernel, self.stride)
         if top or bottom or left or right:
             x = F.pad(x, (left, right, top, bottom))
-        return F.relu6(self.bn(self.conv(x)))
+        x = self.bn(self.conv(x))
+        return F.relu(x) if self.cap is None else x.clamp(0.0, self.cap)
 
 
 class DensityNet(nn.Module):
