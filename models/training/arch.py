@@ -85,7 +85,6 @@ _STEM = [Conv("stem1", INPUT, 16, stride=2), Conv("stem2", "stem1", 24, stride=2
          Conv("stem3", "stem2", 24)]
 
 
-
 def _context_and_head(s8: str) -> list[Layer]:
     """The 1/16 and 1/32 context stages of "m" and "l", fused back into their
     1/8 tensor `s8`, and the head."""
@@ -98,28 +97,6 @@ def _context_and_head(s8: str) -> list[Layer]:
         Upsample("up", "s16d"), Add("fuse", (s8, "up")),
         Conv("head1", "fuse", 64), Conv("head2", "head1", 32), Density("density", "head2"),
     ]
-
-
-ARCHS: dict[str, list[Layer]] = {
-    # The first shipped model: 0.48 GMAC at 512x384.
-    "s": _STEM + [
-        Conv("s8a", "stem3", 48, stride=2), Conv("s8b", "s8a", 48),
-        Conv("s16a", "s8b", 96, stride=2), Conv("s16b", "s16a", 96), Conv("s16c", "s16b", 96),
-        Conv("s16d", "s16c", 48, kernel=1),
-        Upsample("up", "s16d"), Add("fuse", ("s8b", "up")),
-        Conv("head1", "fuse", 48), Conv("head2", "head1", 32), Density("density", "head2"),
-    ],
-    # 0.79 GMAC at 512x384: the shipped model.
-    "m": _STEM + [Conv("s8a", "stem3", 64, stride=2), Conv("s8b", "s8a", 64)] + _context_and_head("s8b"),
-    # 0.98 GMAC at 512x384: "m" with a wider 1/4 stem (32 channels) and a third
-    # 1/8 convolution, where ShanghaiTech B's heads (5-10 px at the deployed
-    # scale) are found. int8 with untrained weights, 2 threads here: 12.1 ms
-    # against "m"'s 10.0 and the SSD's 15.1 (same process, interleaved).
-    "l": [Conv("stem1", INPUT, 16, stride=2), Conv("stem2", "stem1", 32, stride=2),
-          Conv("stem3", "stem2", 32),
-          Conv("s8a", "stem3", 64, stride=2), Conv("s8b", "s8a", 64), Conv("s8c", "s8b", 64)]
-         + _context_and_head("s8c"),
-}
 
 
 def _open_head(layers: list[Layer]) -> list[Layer]:
@@ -135,8 +112,32 @@ def _open_head(layers: list[Layer]) -> list[Layer]:
     return [replace(l, cap=None) if l is last_hidden else l for l in layers]
 
 
-ARCHS["m+"] = _open_head(ARCHS["m"])
-ARCHS["l+"] = _open_head(ARCHS["l"])
+_M = _STEM + [Conv("s8a", "stem3", 64, stride=2), Conv("s8b", "s8a", 64)] + _context_and_head("s8b")
+_L = ([Conv("stem1", INPUT, 16, stride=2), Conv("stem2", "stem1", 32, stride=2),
+       Conv("stem3", "stem2", 32),
+       Conv("s8a", "stem3", 64, stride=2), Conv("s8b", "s8a", 64), Conv("s8c", "s8b", 64)]
+      + _context_and_head("s8c"))
+
+ARCHS: dict[str, list[Layer]] = {
+    # The first shipped model: 0.48 GMAC at 512x384.
+    "s": _STEM + [
+        Conv("s8a", "stem3", 48, stride=2), Conv("s8b", "s8a", 48),
+        Conv("s16a", "s8b", 96, stride=2), Conv("s16b", "s16a", 96), Conv("s16c", "s16b", 96),
+        Conv("s16d", "s16c", 48, kernel=1),
+        Upsample("up", "s16d"), Add("fuse", ("s8b", "up")),
+        Conv("head1", "fuse", 48), Conv("head2", "head1", 32), Density("density", "head2"),
+    ],
+    # 0.79 GMAC at 512x384: the shipped model.
+    "m": _M,
+    # 0.98 GMAC at 512x384: "m" with a wider 1/4 stem (32 channels) and a third
+    # 1/8 convolution, where ShanghaiTech B's heads (5-10 px at the deployed
+    # scale) are found. int8 with untrained weights, 2 threads here: 12.1 ms
+    # against "m"'s 10.0 and the SSD's 15.1 (same process, interleaved).
+    "l": _L,
+    # "m" and "l" with the last hidden ReLU unbounded (not yet trained from scratch).
+    "m+": _open_head(_M),
+    "l+": _open_head(_L),
+}
 
 
 def layers_of(arch: str) -> list[Layer]:

@@ -144,11 +144,11 @@ def training_patches(train: dict, seed: int, batches: int = 32, batch: int = 64,
 
 
 def keras_arrays(model: Path, arch: str, images: np.ndarray,
-                 patches: np.ndarray | None = None, batch: int = 64) -> dict[str, np.ndarray]:
+                 patches: np.ndarray, batch: int = 64) -> dict[str, np.ndarray]:
     """Float weights in train_torch's layout (probe output excluded) for the int8
     model at `model`. Whole training images (N x H x W x 1, 0..255) undo the
     export's bias correction; the BatchNorms take the statistics of training
-    `patches` (default: the images) in batches of `batch`.
+    `patches` (training_patches) in batches of `batch`.
 
     Why patches: in training, BatchNorm normalises each batch of augmented
     patches by that batch's own statistics, and the shipped network learnt its
@@ -177,7 +177,6 @@ def keras_arrays(model: Path, arch: str, images: np.ndarray,
 
     net = T.DensityNet(arch)
     T.load_keras_arrays(net, arrays)
-    net.eval()
 
     def batches_of(x: np.ndarray, size: int) -> list:
         return [torch.from_numpy(np.ascontiguousarray(x[i:i + size].transpose(0, 3, 1, 2))).float()
@@ -188,7 +187,7 @@ def keras_arrays(model: Path, arch: str, images: np.ndarray,
     # the batches, with the BatchNorms before it already set, so that the statistics
     # are those of the batch-normalised network training runs, and its running
     # statistics do not drift away from them as training starts.
-    data = batches_of(images if patches is None else patches, batch)
+    data = batches_of(patches, batch)
     norms = [(name, m) for name, m in net.convs.items() if isinstance(m, T.ConvBnRelu6)]
     for _, m in norms:
         m.bn.momentum = 0.0  # batch statistics normalise, running ones stay as set
@@ -208,17 +207,14 @@ def keras_arrays(model: Path, arch: str, images: np.ndarray,
                 except _Captured:
                     pass
         hook.remove()
-        mean = torch.stack([p[0] for p in parts]).mean(0).numpy()
-        var = np.maximum(torch.stack([p[1] for p in parts]).mean(0).numpy(), 1e-6)
+        mean = torch.stack([p[0] for p in parts]).mean(0).float()
+        var = torch.stack([p[1] for p in parts]).mean(0).float().clamp(min=1e-6)
         # gamma * (x - mean) / std + beta == x + bias: the same function, real statistics.
-        arrays[f"{name}_bn/gamma"] = np.sqrt(var).astype(np.float32)
-        arrays[f"{name}_bn/beta"] = (arrays[f"{name}_bn/beta"] + mean).astype(np.float32)
-        arrays[f"{name}_bn/moving_mean"] = mean.astype(np.float32)
-        arrays[f"{name}_bn/moving_variance"] = np.maximum(var - A.BN_EPSILON, 0).astype(np.float32)
         with torch.no_grad():
-            for t, key in ((m.bn.weight, "gamma"), (m.bn.bias, "beta"),
-                           (m.bn.running_mean, "moving_mean"), (m.bn.running_var, "moving_variance")):
-                t.copy_(torch.from_numpy(arrays[f"{name}_bn/{key}"]))
+            m.bn.weight.copy_(var.sqrt())
+            m.bn.bias.add_(mean)
+            m.bn.running_mean.copy_(mean)
+            m.bn.running_var.copy_((var - A.BN_EPSILON).clamp(min=0))
     net.eval()
 
     # The export raised the int8 model's last bias until its mean count met the float
@@ -226,8 +222,8 @@ def keras_arrays(model: Path, arch: str, images: np.ndarray,
     # mean count meets the int8 model's again (secant steps; the response is near linear).
     target = int8_mean_count(model, images)
     batches = batches_of(images, 8)
-    bias = torch.from_numpy(arrays[f"{last}/bias"].copy())
     density = net.convs[last]
+    bias = density.bias.detach().clone()
 
     def excess(shift: float) -> float:
         with torch.no_grad():
@@ -244,8 +240,9 @@ def keras_arrays(model: Path, arch: str, images: np.ndarray,
             break
         shift = s1 - e1 * (s1 - s0) / (e1 - e0)
     shift = min(tried, key=lambda t: abs(t[1]))[0]
-    arrays[f"{last}/bias"] = (bias - shift).numpy()
-    return arrays
+    with torch.no_grad():
+        density.bias.copy_(bias - shift)
+    return T.keras_arrays(net)
 
 
 def main(argv=None) -> None:

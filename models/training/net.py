@@ -1,8 +1,8 @@
 """The network in Keras, built from its layer list (arch.py), for export to TFLite.
 
 The layer names are the list's (a convolution's BatchNorm `<name>_bn`, its
-ReLU6 `<name>_relu6` or unbounded ReLU `<name>_relu`), which is how weights trained by torch_net.py find their
-layers (`load_npz`).
+ReLU6 `<name>_relu6` or unbounded ReLU `<name>_relu`), which is how weights
+trained by torch_net.py find their layers (`load_npz`).
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ def build(height=None, width=None, batch=None, relu=True, arch="s") -> keras.Mod
                               use_bias=False, name=layer.name)(tensors[layer.source])
             x = layers.BatchNormalization(momentum=A.BN_MOMENTUM, epsilon=A.BN_EPSILON,
                                           name=f"{layer.name}_bn")(x)
-            x = layers.ReLU(layer.cap, name=f"{layer.name}_relu{6 if layer.cap == 6 else ''}")(x)
+            relu = "_relu" if layer.cap is None else "_relu6"
+            x = layers.ReLU(layer.cap, name=layer.name + relu)(x)
         elif isinstance(layer, A.Upsample):
             x = layers.UpSampling2D(2, interpolation="bilinear", name=layer.name)(tensors[layer.source])
         elif isinstance(layer, A.Add):

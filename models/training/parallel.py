@@ -104,9 +104,9 @@ def main(argv=None) -> int:
               flush=True)
         if args.collect:
             args.collect.mkdir(parents=True, exist_ok=True)
-            for src, suffix in (("best.npz", "best.npz"), ("log.jsonl", "log.jsonl")):
-                if (out / src).is_file():
-                    shutil.copyfile(out / src, args.collect / f"{name}-{suffix}")
+            for kept in ("best.npz", "log.jsonl"):
+                if (out / kept).is_file():
+                    shutil.copyfile(out / kept, args.collect / f"{name}-{kept}")
     return 1 if failed == len(procs) else 0
 
 
