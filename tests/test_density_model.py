@@ -30,6 +30,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 density = importlib.import_module("models.training.density")
 arch = importlib.import_module("models.training.arch")
+training_data = importlib.import_module("models.training.data")
 
 CARD = REPO / "models/crowdsign_density_gray/crowdsign_density_gray.toml"
 WHOLE = ZoneGeometry([ZoneConfig("all", ((0, 0), (1, 0), (1, 1), (0, 1)))])
@@ -87,6 +88,39 @@ def test_adaptive_sigmas_follow_the_crowd():
     assert np.all(density.adaptive_sigmas(dense, 8, 1, 50) < density.adaptive_sigmas(sparse, 8, 1, 50))
     assert density.adaptive_sigmas(np.array([[5.0, 5.0]]), 8, 2, 16).tolist() == [8.0]
     assert np.all(density.adaptive_sigmas(sparse * 100, 8, 2, 16) == 16)
+
+
+# --- a teacher's density under the patch warp ---------------------------------
+
+def _patch_warp(centre, s, flip, patch=(256, 192)):
+    """PatchSampler's affine: a patch of `patch` pixels at scale s centred on `centre`."""
+    pw, ph = patch
+    x0, y0 = centre[0] - pw / s / 2, centre[1] - ph / s / 2
+    ax = -s if flip else s
+    tx = (pw - 1) + s * x0 - (s - 1) * 0.5 if flip else -s * x0 + (s - 1) * 0.5
+    return np.array([[ax, 0.0, tx], [0.0, s, -s * y0 + (s - 1) * 0.5]])
+
+
+@pytest.mark.parametrize("s, flip", [(1.0, False), (1.3, True), (0.75, False), (0.7, True)])
+def test_warped_teacher_density_keeps_its_people_where_the_point_lands(s, flip):
+    head = np.array([[200.3, 100.7]])
+    g = training_data.DENSITY_GRID
+    teacher = density.density_map(head, 1.0, 384 // g, 512 // g, g)
+    m = _patch_warp((230, 90), s, flip)
+    target = training_data.warp_density(teacher, m, s, (256, 192), 8)
+    from_point = density.density_map(head @ m[:, :2].T + m[:, 2], 1.0, 24, 32, 8)
+    assert target.shape == (24, 32)
+    assert target.sum() == pytest.approx(1.0, rel=1e-5)
+    yy, xx = np.mgrid[0:24, 0:32]
+    for grid in (xx, yy):
+        assert (grid * target).sum() == pytest.approx((grid * from_point).sum(), abs=0.1)
+
+
+def test_warped_teacher_density_drops_people_outside_the_patch():
+    g = training_data.DENSITY_GRID
+    teacher = density.density_map(np.array([[20.0, 20.0], [480.0, 350.0]]), 1.0, 384 // g, 512 // g, g)
+    target = training_data.warp_density(teacher, _patch_warp((128, 96), 1.0, False), 1.0, (256, 192), 8)
+    assert target.sum() == pytest.approx(1.0, rel=1e-4)
 
 
 # --- the shipped model ------------------------------------------------------

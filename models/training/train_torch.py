@@ -71,6 +71,12 @@ def parse_args(argv=None):
     p.add_argument("--freeze-bn", action="store_true",
                    help="keep the BatchNorm layers of --init fixed (statistics and scale): "
                         "fine-tuning, e.g. on a site's own labelled frames")
+    p.add_argument("--teacher", type=Path,
+                   help="train on this network's mean density at several input sizes (.npz, "
+                        "distill.py) instead of the head points; validation still counts heads")
+    p.add_argument("--teacher-arch", default="m", help="the --teacher's network size (default m)")
+    p.add_argument("--teacher-video", type=Path, action="append", default=[],
+                   help="with --teacher: also train on this video's frames, labelled by the teacher")
     p.add_argument("--eval-from", type=int, default=1, help="validate from this epoch on")
     p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -163,6 +169,17 @@ def main(argv=None) -> None:
     print(f"loaded {sum(map(len, train.values()))} train, {sum(map(len, val.values()))} val "
           f"images in {time.time() - t0:.0f} s: "
           + ", ".join(f"{k} {len(train[k])}/{len(val[k])}" for k in train), flush=True)
+    if args.teacher:
+        from models.training import distill
+        teacher = distill.load_teacher(args.teacher, args.teacher_arch)
+        train = distill.with_teacher(train, args.data, teacher)
+        for video in args.teacher_video:
+            train[video.name] = distill.video_items(video, teacher)
+        del teacher
+        print(f"teacher {args.teacher} at {', '.join(f'{w}x{h}' for w, h in distill.TEACHER_SIZES)}: "
+              + ", ".join(f"{k} {len(v)} images, {np.mean([it.density.sum() for it in v]):.1f} people "
+                          "a frame" for k, v in train.items())
+              + f" ({time.time() - t0:.0f} s)", flush=True)
     val_x = {k: torch.from_numpy(np.stack([it.image for it in v])[:, None]).to(dev)
              for k, v in val.items() if v}
     val_y = {k: np.array([it.count for it in v], np.float64) for k, v in val.items() if v}
