@@ -123,6 +123,17 @@ def test_warped_teacher_density_drops_people_outside_the_patch():
     assert target.sum() == pytest.approx(1.0, rel=1e-4)
 
 
+@pytest.mark.parametrize("text, size", [("512x384", (512, 384)), ("576X416", (576, 416))])
+def test_input_size_reads_width_by_height(text, size):
+    assert training_data.parse_input_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["570x416", "512", "512x384x1", "-32x64", "wide"])
+def test_input_size_that_the_network_cannot_take_is_refused_by_name(text):
+    with pytest.raises(Exception, match=text):
+        training_data.parse_input_size(text)
+
+
 # --- the shipped model ------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ numpy and OpenCV only.
 
 from __future__ import annotations
 
+import argparse
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,21 +86,23 @@ def split(dataset: str, records: list[dict]) -> tuple[list[dict], list[dict]]:
     return [r for r in records if r["image"] not in names], val
 
 
-def target_size(dataset: str, width: int, height: int) -> tuple[int, int]:
+def target_size(dataset: str, width: int, height: int,
+                input_size: tuple[int, int] = INPUT_SIZE) -> tuple[int, int]:
     """The size an image is kept at: the deployed input size for 4:3 views
-    (Mall, ShanghaiTech B); ShanghaiTech A keeps its aspect, long side 512."""
+    (Mall, ShanghaiTech B); ShanghaiTech A keeps its aspect, long side the input's."""
     if dataset != "shanghaitech_a":
-        return INPUT_SIZE
-    f = max(INPUT_SIZE) / max(width, height)
+        return input_size
+    f = max(input_size) / max(width, height)
     return max(PATCH[0] // 2, round(width * f)), max(PATCH[1] // 2, round(height * f))
 
 
-def load_item(folder: Path, record: dict, dataset: str) -> Item:
+def load_item(folder: Path, record: dict, dataset: str,
+              input_size: tuple[int, int] = INPUT_SIZE) -> Item:
     bgr = cv2.imread(str(folder / record["image"]), cv2.IMREAD_COLOR)
     if bgr is None:
         raise FileNotFoundError(folder / record["image"])
     h, w = bgr.shape[:2]
-    tw, th = target_size(dataset, w, h)
+    tw, th = target_size(dataset, w, h, input_size)
     small = cv2.resize(bgr, (tw, th), interpolation=cv2.INTER_LINEAR)
     gray = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
     pts = np.asarray(record["points"], np.float64).reshape(-1, 2)
@@ -109,16 +112,18 @@ def load_item(folder: Path, record: dict, dataset: str) -> Item:
                 int(record["count"]))
 
 
-def load_split(data: Path, datasets=DATASETS) -> tuple[dict, dict]:
-    """({dataset: [Item]} train, {dataset: [Item]} val); datasets absent under `data` skipped."""
+def load_split(data: Path, datasets=DATASETS,
+               input_size: tuple[int, int] = INPUT_SIZE) -> tuple[dict, dict]:
+    """({dataset: [Item]} train, {dataset: [Item]} val) at the deployed `input_size`
+    (width, height); datasets absent under `data` skipped."""
     train, val = {}, {}
     for name in datasets:
         folder = Path(data) / name / "train"
         if not (folder / "labels.jsonl").is_file():
             continue
         tr, va = split(name, read_labels(folder))
-        train[name] = [load_item(folder, r, name) for r in tr]
-        val[name] = [load_item(folder, r, name) for r in va]
+        train[name] = [load_item(folder, r, name, input_size) for r in tr]
+        val[name] = [load_item(folder, r, name, input_size) for r in va]
     return train, val
 
 
@@ -146,6 +151,17 @@ def selection_score(metrics: dict) -> float:
 def describe(metrics: dict) -> str:
     return " | ".join(f"{k} mae {m['mae']:.2f} rmse {m['rmse']:.2f} bias {m['bias']:+.2f}"
                       for k, m in metrics.items())
+
+
+def parse_input_size(text: str) -> tuple[int, int]:
+    """argparse type: 'WxH' -> (W, H), both sides multiples of 32 (the deepest stride)."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected WIDTHxHEIGHT, e.g. 512x384") from None
+    if w <= 0 or h <= 0 or w % 32 or h % 32:
+        raise argparse.ArgumentTypeError(f"{text!r}: both sides must be positive multiples of 32")
+    return w, h
 
 
 def probe_image(width: int = INPUT_SIZE[0], height: int = INPUT_SIZE[1]) -> np.ndarray:

@@ -78,10 +78,11 @@ def with_teacher(train: dict, data: Path, model: T.DensityNet, sizes=TEACHER_SIZ
     return out
 
 
-def video_items(path: Path, model: T.DensityNet, every: int = VIDEO_EVERY,
-                sizes=TEACHER_SIZES) -> list[D.Item]:
+def video_items(path: Path, model: T.DensityNet, input_size=D.INPUT_SIZE,
+                every: int = VIDEO_EVERY, sizes=TEACHER_SIZES) -> list[D.Item]:
     """Every `every`-th frame of a video, unlabelled, as items at the deployed
-    input size with the teacher's density (count: the teacher's, rounded)."""
+    input_size (width, height) with the teacher's density (count: the teacher's,
+    rounded)."""
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise FileNotFoundError(f"{path}: not a readable video")
@@ -93,8 +94,8 @@ def video_items(path: Path, model: T.DensityNet, every: int = VIDEO_EVERY,
                 break
             if index % every == 0:
                 gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
-                small = cv2.resize(bgr, D.INPUT_SIZE, interpolation=cv2.INTER_LINEAR)
-                density = teacher_density(model, gray, D.INPUT_SIZE, sizes)
+                small = cv2.resize(bgr, input_size, interpolation=cv2.INTER_LINEAR)
+                density = teacher_density(model, gray, input_size, sizes)
                 items.append(D.Item(f"{Path(path).name}#{index}",
                                     cv2.cvtColor(small, cv2.COLOR_BGR2GRAY),
                                     np.zeros((0, 2), np.float32), np.zeros(0, np.float32),

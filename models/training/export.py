@@ -10,7 +10,8 @@ average over whole, clean training images; off by default because on the
 first model's run it made validation worse (Mall MAE 2.93 -> 4.96): the running
 averages of the augmented training patches suit the model better.
 
-The exported graph has a fixed input [1, 384, 512, 1] (the deployed size), the
+The exported graph has a fixed input [1, 384, 512, 1] (the deployed size,
+`--input-size` for another), the
 BatchNorms folded into the convolutions by the converter, a ReLU on the output,
 and the training target scale divided out of the last convolution, so the
 output is people per cell. int8: weights per channel, activations per tensor,
@@ -48,16 +49,18 @@ def parse_args(argv=None):
     p.add_argument("--name", default="crowdsign_density_gray")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--arch", default="s", help="the network the weights belong to (net.ARCHS)")
+    p.add_argument("--input-size", type=D.parse_input_size, default=D.INPUT_SIZE, metavar="WxH",
+                   help="the exported model's fixed input (default 512x384)")
     p.add_argument("--precise-bn", action="store_true",
                    help="recompute BatchNorm statistics on whole training images first")
     return p.parse_args(argv)
 
 
-def calibration_images(data: Path, seed: int) -> np.ndarray:
+def calibration_images(data: Path, seed: int, input_size=D.INPUT_SIZE) -> np.ndarray:
     """Whole training images at the deployed size, float 0..255, N x H x W x 1."""
     import cv2
     rng = np.random.default_rng(seed)
-    w, h = D.INPUT_SIZE
+    w, h = input_size
     images = []
     for name, n in CALIBRATION.items():
         folder = Path(data) / name / "train"
@@ -196,8 +199,8 @@ def main(argv=None) -> None:
 
     from models.training import net
 
-    images = calibration_images(args.data, args.seed)
-    _, val = D.load_split(args.data, [n for n in CALIBRATION])
+    images = calibration_images(args.data, args.seed, args.input_size)
+    _, val = D.load_split(args.data, [n for n in CALIBRATION], args.input_size)
     model = net.build(arch=args.arch)
     results = []
     for path in args.weights:
@@ -210,7 +213,7 @@ def main(argv=None) -> None:
         print(f"{path}: {D.describe(metrics)} | score {score:.3f}", flush=True)
     score, chosen, weights, metrics = min(results, key=lambda r: r[0])
 
-    w, h = D.INPUT_SIZE
+    w, h = args.input_size
     fixed = net.build(h, w, 1, arch=args.arch)
     fixed.set_weights(weights)
     last = fixed.get_layer("density")

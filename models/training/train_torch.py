@@ -71,6 +71,9 @@ def parse_args(argv=None):
     p.add_argument("--freeze-bn", action="store_true",
                    help="keep the BatchNorm layers of --init fixed (statistics and scale): "
                         "fine-tuning, e.g. on a site's own labelled frames")
+    p.add_argument("--input-size", type=D.parse_input_size, default=D.INPUT_SIZE, metavar="WxH",
+                   help="the deployed input size the images are trained and validated at "
+                        "(default 512x384)")
     p.add_argument("--teacher", type=Path,
                    help="train on this network's mean density at several input sizes (.npz, "
                         "distill.py) instead of the head points; validation still counts heads")
@@ -163,7 +166,7 @@ def main(argv=None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
 
     t0 = time.time()
-    train, val = D.load_split(args.data, args.datasets)
+    train, val = D.load_split(args.data, args.datasets, args.input_size)
     if not train:
         raise SystemExit(f"train_torch: no dataset of {', '.join(args.datasets)} under {args.data}")
     print(f"loaded {sum(map(len, train.values()))} train, {sum(map(len, val.values()))} val "
@@ -174,7 +177,7 @@ def main(argv=None) -> None:
         teacher = distill.load_teacher(args.teacher, args.teacher_arch)
         train = distill.with_teacher(train, args.data, teacher)
         for video in args.teacher_video:
-            train[video.name] = distill.video_items(video, teacher)
+            train[video.name] = distill.video_items(video, teacher, args.input_size)
         del teacher
         print(f"teacher {args.teacher} at {', '.join(f'{w}x{h}' for w, h in distill.TEACHER_SIZES)}: "
               + ", ".join(f"{k} {len(v)} images, {np.mean([it.density.sum() for it in v]):.1f} people "
