@@ -41,20 +41,21 @@ def lossless_luma(path: Path) -> bytes:
     return done.stdout
 
 
-def resized_gray(path: Path, dataset: str, quality: int) -> tuple[bytes, float, float]:
-    """Gray JPEG at the training scale, and the x, y factors applied."""
+def resized_gray(path: Path, dataset: str, quality: int,
+                 input_size=D.INPUT_SIZE) -> tuple[bytes, float, float]:
+    """Gray JPEG at the training scale for input_size, and the x, y factors applied."""
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
         raise SystemExit(f"pack: {path}: not a readable image")
     h, w = bgr.shape[:2]
-    tw, th = D.target_size(dataset, w, h)
+    tw, th = D.target_size(dataset, w, h, input_size)
     gray = cv2.cvtColor(cv2.resize(bgr, (tw, th), interpolation=cv2.INTER_LINEAR), cv2.COLOR_BGR2GRAY)
     ok, buf = cv2.imencode(".jpg", gray, [cv2.IMWRITE_JPEG_QUALITY, quality,
                                           cv2.IMWRITE_JPEG_OPTIMIZE, 1])
     return buf.tobytes(), tw / w, th / h
 
 
-def pack(data: Path, out: Path, datasets, quality: int) -> int:
+def pack(data: Path, out: Path, datasets, quality: int, input_size=D.INPUT_SIZE) -> int:
     total = 0
     for name in datasets:
         src = Path(data) / name / "train"
@@ -65,7 +66,7 @@ def pack(data: Path, out: Path, datasets, quality: int) -> int:
         records, size, kept_luma = [], 0, 0
         for record in D.read_labels(src):
             luma = lossless_luma(src / record["image"])
-            small, fx, fy = resized_gray(src / record["image"], name, quality)
+            small, fx, fy = resized_gray(src / record["image"], name, quality, input_size)
             record = dict(record)
             if len(small) < len(luma):
                 pts = np.asarray(record["points"], np.float64).reshape(-1, 2)
@@ -93,8 +94,10 @@ def main(argv=None) -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--datasets", nargs="+", default=list(D.DATASETS))
     p.add_argument("--quality", type=int, default=90, help="JPEG quality of re-encoded images")
+    p.add_argument("--input-size", type=D.parse_input_size, default=D.INPUT_SIZE, metavar="WxH",
+                   help="the deployed input size training will use (default 512x384)")
     args = p.parse_args(argv)
-    pack(args.data, args.out, args.datasets, args.quality)
+    pack(args.data, args.out, args.datasets, args.quality, args.input_size)
 
 
 if __name__ == "__main__":
