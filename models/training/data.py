@@ -7,7 +7,8 @@ resize and BGR->gray conversion the daemon uses, and kept as uint8. Head points
 are scaled with it, and each head gets its geometry-adaptive sigma once.
 Patches are cut with one affine warp (crop, scale jitter, flip), recoloured with
 one lookup table (gamma, contrast, brightness), optionally blurred and noised,
-and their density targets are built from the warped points (density.py).
+and their density targets are built from the warped points (density.py),
+or, for distillation (distill.py), by warping a teacher's map with the patch.
 
 numpy and OpenCV only.
 """
