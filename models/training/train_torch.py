@@ -140,14 +140,15 @@ def lr_factor(step: int, warmup: int, total: int, alpha: float = 0.005) -> float
 
 
 def save_npz(model: T.DensityNet, path: Path) -> None:
+    """The weights in Keras' layout, plus the network's output on the probe image.
+
+    The probe runs on a float32 copy on the CPU: on a GPU, cuDNN's TF32
+    convolutions differ from Keras' float32 by more than `net.check_probe` allows."""
     arrays = T.keras_arrays(model)
-    was_training = model.training
-    model.eval()
-    dev = next(model.parameters()).device
+    probe_net = copy.deepcopy(model).float().cpu().eval()
     with torch.no_grad():
-        x = torch.from_numpy(D.probe_image()).permute(0, 3, 1, 2).to(dev)
-        arrays["probe/output"] = model(x).permute(0, 2, 3, 1).float().cpu().numpy()
-    model.train(was_training)
+        x = torch.from_numpy(D.probe_image()).permute(0, 3, 1, 2)
+        arrays["probe/output"] = probe_net(x).permute(0, 2, 3, 1).numpy()
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, **arrays)
     tmp.replace(path)
