@@ -123,6 +123,47 @@ def test_warped_teacher_density_drops_people_outside_the_patch():
     assert target.sum() == pytest.approx(1.0, rel=1e-4)
 
 
+# --- head points beside the target, for the Bayesian loss ------------------------
+
+def _sampler_items():
+    """Two images with heads in known places, at the training scale."""
+    rng = np.random.default_rng(5)
+    items = []
+    for k in range(2):
+        pts = rng.uniform([0, 0], [512, 384], size=(40, 2)).astype(np.float32)
+        sig = density.adaptive_sigmas(pts, 8.0, 2.0, 16.0).astype(np.float32)
+        image = rng.integers(0, 256, (384, 512), dtype=np.uint8)
+        items.append(training_data.Item(f"img{k}", image, pts, sig, len(pts)))
+    return {"mall": items}
+
+
+def test_patch_points_are_the_heads_the_target_counts():
+    sampler = training_data.PatchSampler(_sampler_items(), np.random.default_rng(7), empty_share=0.2)
+    x, y, pts = sampler.batch(24, points=True)
+    kept = ~np.isnan(pts[..., 0])
+    assert pts.shape[0] == 24 and pts.shape[2] == 2
+    np.testing.assert_allclose(kept.sum(1), y.sum((1, 2, 3)), atol=1e-3)
+    inside = pts[kept]
+    assert np.all((inside >= -0.5) & (inside < [256 - 0.5, 192 - 0.5]))
+    assert (kept.sum(1) == 0).any() and (kept.sum(1) > 0).any()  # people-free patches have none
+
+
+def test_patch_points_sit_where_the_target_puts_its_mass():
+    sampler = training_data.PatchSampler(_sampler_items(), np.random.default_rng(8), empty_share=0.0)
+    for _ in range(10):
+        _, target, pts = sampler.one()
+        for head in pts:  # the target cell under a head holds part of its blob
+            j, i = np.floor((head + 0.5) / 8).astype(int)
+            assert target[min(i, 23), min(j, 31)] > 0.01
+
+
+def test_points_leave_the_patch_stream_unchanged():
+    a = training_data.PatchSampler(_sampler_items(), np.random.default_rng(9)).batch(6)
+    b = training_data.PatchSampler(_sampler_items(), np.random.default_rng(9)).batch(6, points=True)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+
+
 @pytest.mark.parametrize("text, size", [("512x384", (512, 384)), ("576X416", (576, 416))])
 def test_input_size_reads_width_by_height(text, size):
     assert training_data.parse_input_size(text) == size

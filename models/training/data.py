@@ -209,15 +209,27 @@ class PatchSampler:
         self.rng, self.patch, self.stride = rng, patch, stride
         self.empty_share = empty_share
 
-    def batch(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+    def batch(self, size: int, points: bool = False):
+        """(x, y): `size` patches and their density targets; with `points`, also
+        size x N x 2 head points in patch pixels, NaN where a patch has fewer than
+        N (N at least 1), for point-supervised losses (bayes_loss.py)."""
         pw, ph = self.patch
         x = np.empty((size, ph, pw, 1), np.float32)
         y = np.empty((size, ph // self.stride, pw // self.stride, 1), np.float32)
+        heads = []
         for i in range(size):
-            x[i, ..., 0], y[i, ..., 0] = self.one()
-        return x, y
+            x[i, ..., 0], y[i, ..., 0], pts = self.one()
+            heads.append(pts)
+        if not points:
+            return x, y
+        pts = np.full((size, max(1, max(len(h) for h in heads)), 2), np.nan, np.float32)
+        for i, h in enumerate(heads):
+            pts[i, :len(h)] = h
+        return x, y, pts
 
-    def one(self) -> tuple[np.ndarray, np.ndarray]:
+    def one(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(patch, density target, n x 2 head points inside the patch in patch pixels;
+        none for a teacher's density, which has no points)."""
         rng = self.rng
         # No draw at all when off, so that a run without empty patches sees the same
         # patch stream as before they existed.
@@ -246,8 +258,13 @@ class PatchSampler:
             pts = item.points @ m[:, :2].T + m[:, 2]
             sig = np.clip(item.sigmas * s / self.stride, *SIGMA_CELLS)
             target = density_map(pts, sig, ph // self.stride, pw // self.stride, self.stride)
+            # The same heads as density_map keeps: those on the patch's pixels.
+            inside = ((pts[:, 0] >= -0.5) & (pts[:, 0] < pw - 0.5)
+                      & (pts[:, 1] >= -0.5) & (pts[:, 1] < ph - 0.5))
+            pts = pts[inside].astype(np.float32)
         else:
             target = warp_density(item.density, m, s, (pw, ph), self.stride)
+            pts = np.zeros((0, 2), np.float32)
 
         # Photometry: gamma, contrast, brightness in one table; blur; sensor noise.
         gamma = float(np.exp(rng.uniform(np.log(0.6), np.log(1.6))))
@@ -262,9 +279,9 @@ class PatchSampler:
             out += rng.normal(0.0, rng.uniform(1.0, 7.0), out.shape).astype(np.float32)
             np.clip(out, 0, 255, out=out)
             np.round(out, out=out)
-        return out, target
+        return out, target, pts
 
-    def empty(self) -> tuple[np.ndarray, np.ndarray]:
+    def empty(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """A frame with nobody in it: a flat or graded level, noised, target zero."""
         rng = self.rng
         pw, ph = self.patch
@@ -274,4 +291,4 @@ class PatchSampler:
         img = level + gx * (xx / pw - 0.5) + gy * (yy / ph - 0.5)
         img += rng.normal(0.0, rng.uniform(0.0, 8.0), img.shape)
         img = np.round(np.clip(img, 0, 255)).astype(np.float32)
-        return img, np.zeros((ph // self.stride, pw // self.stride), np.float32)
+        return img, np.zeros((ph // self.stride, pw // self.stride), np.float32), np.zeros((0, 2), np.float32)

@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from models.training import arch as A
 from models.training import data as D
 from models.training import torch_net as T
+from models.training.bayes_loss import bayesian_loss
 
 
 def parse_args(argv=None):
@@ -62,6 +63,14 @@ def parse_args(argv=None):
     p.add_argument("--dense-ref", type=float, default=0.0,
                    help="people per patch beyond which the loss is relative, not absolute "
                         "(0: off; ~50 with --datasets ... shanghaitech_a)")
+    p.add_argument("--bayes", type=float, default=0.0,
+                   help="weight of the Bayesian loss on the head points (bayes_loss.py; 0: off)")
+    p.add_argument("--density-weight", type=float, default=1.0,
+                   help="weight of the density-map terms (0 with --bayes: the Bayesian loss alone)")
+    p.add_argument("--bayes-sigma", type=float, default=8.0, help="its likelihood's sigma, input pixels")
+    p.add_argument("--bayes-background", type=float, default=768.0,
+                   help="its background distance (cells beyond sqrt(this) pixels from any head "
+                        "go to the background)")
     p.add_argument("--weight-decay", type=float, default=0.0,
                    help="AdamW decay of the convolution kernels (0: plain Adam)")
     p.add_argument("--empty-share", type=float, default=D.EMPTY_SHARE)
@@ -92,9 +101,10 @@ class Patches(torch.utils.data.IterableDataset):
 
     DataLoader takes batches from its workers in turn, so they arrive in step order."""
 
-    def __init__(self, train: dict, batch: int, seed: int, start: int, stop: int, empty_share: float):
+    def __init__(self, train: dict, batch: int, seed: int, start: int, stop: int, empty_share: float,
+                 points: bool = False):
         self.train, self.batch, self.seed = train, batch, seed
-        self.start, self.stop, self.empty_share = start, stop, empty_share
+        self.start, self.stop, self.empty_share, self.points = start, stop, empty_share, points
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
@@ -102,12 +112,13 @@ class Patches(torch.utils.data.IterableDataset):
         for step in range(self.start + k, self.stop, w):
             sampler = D.PatchSampler(self.train, np.random.default_rng([self.seed, step]),
                                      empty_share=self.empty_share)
-            x, y = sampler.batch(self.batch)
+            x, y, *pts = sampler.batch(self.batch, points=self.points)
             # Patch pixels are whole grey levels: uint8 is exact and a quarter of the traffic.
-            yield torch.from_numpy(x.astype(np.uint8)), torch.from_numpy(y)
+            yield (torch.from_numpy(x.astype(np.uint8)), torch.from_numpy(y),
+                   *(torch.from_numpy(p) for p in pts))
 
 
-def patch_loss(p, y, count_weight: float = 1.0, dense_ref: float = 0.0):
+def patch_loss(p, y, count_weight: float = 1.0, dense_ref: float = 0.0, density_weight: float = 1.0):
     """(loss, mean absolute patch-count error), both in the scaled density's units.
 
     Per patch: pixel MSE + MSE of 4x4-cell block means (forgives a blob placed a
@@ -117,6 +128,8 @@ def patch_loss(p, y, count_weight: float = 1.0, dense_ref: float = 0.0):
     scaled by (dense_ref / count)^2 and its count term by dense_ref / count, so
     ShanghaiTech A's crowds of hundreds teach shapes without drowning the loss
     of Mall's and ShanghaiTech B's tens (relative instead of absolute error).
+    density_weight scales all but the negative term (0: only that term, for a
+    run whose targets are the head points, --bayes).
     """
     def per_patch(t):
         return t.flatten(1).mean(1)
@@ -127,7 +140,7 @@ def patch_loss(p, y, count_weight: float = 1.0, dense_ref: float = 0.0):
     count = (p.sum((1, 2, 3)) - true).abs()
     negative = per_patch(F.relu(-p).square())
     w = (dense_ref / true).clamp(max=1.0) if dense_ref > 0 else torch.ones_like(true)
-    loss = w.square() * (mse1 + mse4) + w * count_weight * count / p[0].numel() + negative
+    loss = density_weight * (w.square() * (mse1 + mse4) + w * count_weight * count / p[0].numel()) + negative
     return loss.mean(), count.mean()
 
 
@@ -173,6 +186,8 @@ def main(argv=None) -> None:
     print(f"loaded {sum(map(len, train.values()))} train, {sum(map(len, val.values()))} val "
           f"images in {time.time() - t0:.0f} s: "
           + ", ".join(f"{k} {len(train[k])}/{len(val[k])}" for k in train), flush=True)
+    if args.bayes and args.teacher:
+        raise SystemExit("train_torch: --bayes needs head points, and --teacher replaces them with maps")
     if args.teacher:
         from models.training import distill
         teacher = distill.load_teacher(args.teacher, args.teacher_arch)
@@ -243,7 +258,7 @@ def main(argv=None) -> None:
     steps_total = (epochs or 0) * args.steps  # with --minutes, known once timed
     loader = torch.utils.data.DataLoader(
         Patches(train, args.batch, args.seed, start_epoch * args.steps,
-                steps_total or 2 ** 62, args.empty_share),
+                steps_total or 2 ** 62, args.empty_share, points=args.bayes > 0),
         batch_size=None, num_workers=args.workers, pin_memory=dev.type == "cuda",
         prefetch_factor=4 if args.workers else None, persistent_workers=False)
     batches = iter(loader)
@@ -270,12 +285,17 @@ def main(argv=None) -> None:
                 steps_total = epochs * args.steps
                 print(f"{per_step * 1000:.1f} ms a step -> {epochs} epochs of {args.steps} steps "
                       f"in {args.minutes} min", flush=True)
-            x, y = next(batches)
+            x, y, *heads = next(batches)
             x = x.to(dev, non_blocking=True).permute(0, 3, 1, 2).float()
             y = y.to(dev, non_blocking=True).permute(0, 3, 1, 2) * scale
             for g in opt.param_groups:
                 g["lr"] = args.lr * lr_factor(step, args.warmup, steps_total or 2 ** 62)
-            loss, count = patch_loss(model(x), y, args.count_weight, args.dense_ref * scale)
+            p = model(x)
+            loss, count = patch_loss(p, y, args.count_weight, args.dense_ref * scale, args.density_weight)
+            if heads:
+                loss = loss + args.bayes * bayesian_loss(
+                    p / scale, heads[0].to(dev, non_blocking=True), D.STRIDE,
+                    args.bayes_sigma, args.bayes_background).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
