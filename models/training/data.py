@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from models.training.density import adaptive_sigmas, density_map
+from models.training.density import adaptive_sigmas, density_map, on_pixels
 
 # Deployed input size (width, height) and output stride.
 INPUT_SIZE = (512, 384)
@@ -258,10 +258,7 @@ class PatchSampler:
             pts = item.points @ m[:, :2].T + m[:, 2]
             sig = np.clip(item.sigmas * s / self.stride, *SIGMA_CELLS)
             target = density_map(pts, sig, ph // self.stride, pw // self.stride, self.stride)
-            # The same heads as density_map keeps: those on the patch's pixels.
-            inside = ((pts[:, 0] >= -0.5) & (pts[:, 0] < pw - 0.5)
-                      & (pts[:, 1] >= -0.5) & (pts[:, 1] < ph - 0.5))
-            pts = pts[inside].astype(np.float32)
+            pts = pts[on_pixels(pts, pw, ph)].astype(np.float32)  # the heads the target counts
         else:
             target = warp_density(item.density, m, s, (pw, ph), self.stride)
             pts = np.zeros((0, 2), np.float32)

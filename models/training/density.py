@@ -41,6 +41,13 @@ def adaptive_sigmas(points: np.ndarray, default: float, lo: float, hi: float) ->
     return np.clip(BETA * nearest.mean(axis=1), lo, hi)
 
 
+def on_pixels(points: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Which of the n x 2 points (pixel coordinates) lie on a width x height input:
+    the heads a density map of it counts."""
+    x, y = points[:, 0], points[:, 1]
+    return (x >= -0.5) & (x < width - 0.5) & (y >= -0.5) & (y < height - 0.5)
+
+
 def density_map(points: np.ndarray, sigmas: np.ndarray, height: int, width: int,
                 stride: int = 1) -> np.ndarray:
     """Density map height x width (output cells) of the heads inside the input.
@@ -53,7 +60,7 @@ def density_map(points: np.ndarray, sigmas: np.ndarray, height: int, width: int,
     points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     sig = np.broadcast_to(np.asarray(sigmas, dtype=np.float64), (len(points),))
     x, y = points[:, 0], points[:, 1]
-    inside = (x >= -0.5) & (x < width * stride - 0.5) & (y >= -0.5) & (y < height * stride - 0.5)
+    inside = on_pixels(points, width * stride, height * stride)
     if not inside.any():
         return np.zeros((height, width), np.float32)
     u = (x[inside] + 0.5) / stride - 0.5
