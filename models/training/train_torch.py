@@ -242,16 +242,23 @@ def main(argv=None) -> None:
         start_epoch, best, elapsed, epochs = saved["epoch"], saved["best"], saved["elapsed"], saved["epochs"]
         print(f"resumed after epoch {start_epoch} of {epochs} (best score {best:.3f})", flush=True)
 
-    def evaluate() -> dict:
+    def evaluate() -> tuple[dict, dict]:
+        """(count metrics per dataset, the output's ceiling: people a cell and how
+        many validation cells reach 99 % of it; None with an open head)."""
         ema.eval()
-        out = {}
+        out, ceiling, at_ceiling = {}, ema.cell_ceiling(), 0
         with torch.no_grad():
             for k, x in val_x.items():
-                pred = torch.cat([F.relu(ema(x[i:i + 40].float().contiguous(
-                    memory_format=torch.channels_last))).sum((1, 2, 3))
-                    for i in range(0, len(x), 40)]) / scale
+                counts = []
+                for i in range(0, len(x), 40):
+                    density = F.relu(ema(x[i:i + 40].float().contiguous(memory_format=torch.channels_last)))
+                    counts.append(density.sum((1, 2, 3)))
+                    if ceiling is not None:
+                        at_ceiling += int((density >= 0.99 * ceiling).sum())
+                pred = torch.cat(counts) / scale
                 out[k] = D.count_metrics(pred.double().cpu().numpy(), val_y[k])
-        return out
+        return out, {"people_a_cell": None if ceiling is None else round(ceiling / scale, 3),
+                     "val_cells_at_it": None if ceiling is None else at_ceiling}
 
     ema_params = [p for p in ema.state_dict().values() if p.dtype.is_floating_point]
     raw_params = [p for p in model.state_dict().values() if p.dtype.is_floating_point]
@@ -311,7 +318,7 @@ def main(argv=None) -> None:
         epoch += 1
         elapsed += time.time() - t_epoch
         validate = epoch >= args.eval_from or epoch == epochs
-        metrics = evaluate() if validate else {}
+        metrics, ceiling = evaluate() if validate else ({}, {})
         s = D.selection_score(metrics) if validate else None
         improved = s is not None and s < best
         if improved:
@@ -320,6 +327,7 @@ def main(argv=None) -> None:
         row = {"epoch": epoch, "epochs": epochs, "loss": float(torch.stack(losses).mean()),
                "patch_count_mae": float(torch.stack(count_err).mean()),
                "lr": opt.param_groups[0]["lr"], "val": metrics, "score": s, "best": improved,
+               "ceiling": ceiling,
                "train_seconds": round(elapsed, 1)}
         log.write(json.dumps(row) + "\n")
         log.flush()
@@ -331,6 +339,8 @@ def main(argv=None) -> None:
         print(f"epoch {epoch}/{epochs} loss {row['loss']:.3f} patch-count-mae "
               f"{row['patch_count_mae']:.2f} | " + D.describe(metrics)
               + (f" | score {s:.3f}{' *' if improved else ''}" if s is not None else "")
+              + (f" | ceiling {ceiling['people_a_cell']:.2f} a cell, {ceiling['val_cells_at_it']} val cells at it"
+                 if ceiling.get("people_a_cell") is not None else "")
               + f" | {elapsed / 60:.1f} min", flush=True)
     save_npz(ema, args.out / "last.npz")
     log.close()

@@ -1,0 +1,78 @@
+"""models/training/torch_net.py and train_torch's log: the ceiling a capped head puts
+on one output cell (PyTorch, the train-torch extra)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from shared_data import REPO
+
+torch = pytest.importorskip("torch", reason="the train-torch extra (PyTorch) is not installed")
+cv2 = pytest.importorskip("cv2")
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+torch_net = importlib.import_module("models.training.torch_net")
+train_torch = importlib.import_module("models.training.train_torch")
+
+
+def _bright_frame():
+    """A frame that drives every unit of a random network hard."""
+    return torch.full((1, 1, 96, 128), 255.0)
+
+
+def test_a_capped_head_never_puts_more_than_its_ceiling_in_a_cell():
+    """The ceiling counts the positive weights only: the units behind negative
+    ones do most for a cell when they are off."""
+    torch.manual_seed(0)
+    net = torch_net.DensityNet("m").eval()
+    head, hidden = net.convs["density"], net.convs["head2"].bn
+    sign = torch.tensor([1.0, -1.0]).repeat(16)
+    with torch.no_grad():
+        head.weight.copy_(head.weight.abs().mul(50.0) * sign.view(1, -1, 1, 1))
+        hidden.bias.copy_(100.0 * sign)  # units of positive weight at their cap of 6, the others off
+        reached = net(_bright_frame())
+        hidden.bias.copy_(1e4 * sign)
+        pushed = net(_bright_frame())  # driven harder still: nothing more comes out
+    ceiling = net.cell_ceiling()
+    assert reached.max().item() == pytest.approx(ceiling, rel=1e-4)
+    assert pushed.max().item() == pytest.approx(ceiling, rel=1e-4)
+
+
+def test_an_open_head_has_no_ceiling():
+    assert torch_net.DensityNet("m+").cell_ceiling() is None
+
+
+def _tiny_mall(root):
+    """Six 640x480 frames in Mall's naming: four before frame 600 (training), two after
+    (validation), a few head points each."""
+    folder = root / "mall" / "train"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    with open(folder / "labels.jsonl", "w", encoding="utf-8") as f:
+        for frame in (1, 2, 3, 4, 601, 602):
+            name = f"seq_{frame:06d}.jpg"
+            cv2.imwrite(str(folder / name), rng.integers(0, 256, (480, 640, 3), dtype=np.uint8))
+            points = rng.uniform([0, 0], [639, 479], (5, 2)).tolist()
+            f.write(json.dumps({"image": name, "count": 5, "points": points}) + "\n")
+    return root
+
+
+@pytest.mark.parametrize("arch, capped", [("m", True), ("m+", False)])
+def test_each_validated_epoch_logs_the_ceiling_and_the_cells_at_it(tmp_path, arch, capped):
+    data = _tiny_mall(tmp_path / "data")
+    out = tmp_path / "run"
+    train_torch.main(["--data", str(data), "--out", str(out), "--arch", arch, "--epochs", "1",
+                      "--steps", "2", "--warmup", "1", "--batch", "4", "--workers", "0",
+                      "--device", "cpu", "--seed", "1"])
+    row = json.loads((out / "log.jsonl").read_text().splitlines()[-1])
+    assert set(row["val"]) == {"mall"}
+    if capped:
+        assert row["ceiling"]["people_a_cell"] > 0
+        assert isinstance(row["ceiling"]["val_cells_at_it"], int)
+    else:
+        assert row["ceiling"] == {"people_a_cell": None, "val_cells_at_it": None}
