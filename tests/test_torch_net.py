@@ -63,16 +63,19 @@ def _tiny_mall(root):
 
 
 @pytest.mark.parametrize("arch, capped", [("m", True), ("m+", False)])
-def test_each_validated_epoch_logs_the_ceiling_and_the_cells_at_it(tmp_path, arch, capped):
+def test_a_bayesian_loss_run_logs_the_ceiling_and_warns_of_a_capped_head(tmp_path, capsys, arch, capped):
     data = _tiny_mall(tmp_path / "data")
     out = tmp_path / "run"
     train_torch.main(["--data", str(data), "--out", str(out), "--arch", arch, "--epochs", "1",
                       "--steps", "2", "--warmup", "1", "--batch", "4", "--workers", "0",
-                      "--device", "cpu", "--seed", "1"])
+                      "--device", "cpu", "--seed", "1", "--bayes", "1"])
+    printed = capsys.readouterr().out
     row = json.loads((out / "log.jsonl").read_text().splitlines()[-1])
     assert set(row["val"]) == {"mall"}
     if capped:
+        assert "warning: --bayes on arch 'm'" in printed
         assert row["ceiling"]["people_a_cell"] > 0
         assert isinstance(row["ceiling"]["val_cells_at_it"], int)
     else:
+        assert "warning" not in printed
         assert row["ceiling"] == {"people_a_cell": None, "val_cells_at_it": None}

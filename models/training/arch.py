@@ -21,9 +21,9 @@ That is "s"; "m" widens the 1/8 and 1/16 stages to 64 and 128 channels and adds
 a 1/32 stage (~300 px of context per cell, for dense street crowds) fused into
 the 1/16 one the same way; "l" (0.98 GMAC, not yet shipped) widens the 1/4
 stem to 32 channels and adds a third 1/8 convolution; "m+" and "l+" are those
-two with the last hidden layer's ReLU unbounded (`_open_head`, not yet trained
-from scratch). The 1/16 branch sees ~120 px of context, enough for
-a whole person at the deployed scale, while the 1/8 path keeps the heads'
+two with the last hidden layer's ReLU unbounded (`_open_head`; the Bayesian
+loss needs it, see `torch_net.DensityNet.cell_ceiling`). The 1/16 branch sees
+~120 px of context, enough for a whole person at the deployed scale, while the 1/8 path keeps the heads'
 positions; adding (not concatenating) them keeps int8 requantization to one
 ADD. Keras' nearest upsampling and dilated convolutions do not survive
 conversion as single TFLite ops (they become TILE/RESHAPE and SPACE_TO_BATCH
@@ -134,7 +134,7 @@ ARCHS: dict[str, list[Layer]] = {
     # scale) are found. int8 with untrained weights, 2 threads here: 12.1 ms
     # against "m"'s 10.0 and the SSD's 15.1 (same process, interleaved).
     "l": _L,
-    # "m" and "l" with the last hidden ReLU unbounded (not yet trained from scratch).
+    # "m" and "l" with the last hidden ReLU unbounded: no ceiling on a cell's people.
     "m+": _open_head(_M),
     "l+": _open_head(_L),
 }

@@ -218,6 +218,10 @@ def main(argv=None) -> None:
         except (OSError, ValueError, KeyError, RuntimeError) as e:
             raise SystemExit(f"train_torch: {args.init}: not weights of arch {args.arch!r} ({e})") from None
         print(f"initialised from {args.init}", flush=True)
+    if args.bayes and model.cell_ceiling() is not None:
+        print(f"train_torch: warning: --bayes on arch {args.arch!r}, whose ReLU6 before the output "
+              "caps a cell's people; the open head (m+, l+) lets dense crowds count (bayes_loss.py)",
+              flush=True)
     batch_norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     if args.freeze_bn:
         for bn in batch_norms:
