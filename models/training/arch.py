@@ -23,8 +23,8 @@ the 1/16 one the same way; "l" (0.98 GMAC, not yet shipped) widens the 1/4
 stem to 32 channels and adds a third 1/8 convolution; "m+" and "l+" are those
 two with the last hidden layer's ReLU unbounded (`_open_head`; the Bayesian
 loss needs it, see `torch_net.DensityNet.cell_ceiling`). The 1/16 branch sees
-~120 px of context, enough for a whole person at the deployed scale, while the 1/8 path keeps the heads'
-positions; adding (not concatenating) them keeps int8 requantization to one
+~120 px of context, enough for a whole person at the deployed scale, while the
+1/8 path keeps the heads' positions; adding (not concatenating) them keeps int8 requantization to one
 ADD. Keras' nearest upsampling and dilated convolutions do not survive
 conversion as single TFLite ops (they become TILE/RESHAPE and SPACE_TO_BATCH
 chains), so the model uses bilinear upsampling (RESIZE_BILINEAR) and plain

@@ -67,17 +67,14 @@ class DensityNet(nn.Module):
         (density x DENSITY_SCALE), or None when the last hidden layer is open.
 
         The output is a 1x1 convolution of that layer, so with ReLU6 a cell
-        holds at most cap x (the sum of its positive weights) + bias. A loss
-        that pushes dense cells only gently (the Bayesian loss: L1 per head)
-        can leave that ceiling low and the network pinned against it: a CPU
-        run of the Bayesian loss alone on `m` topped out at 0.48 people a cell
-        and undercounted ShanghaiTech B's crowds over 200 people by 84."""
+        holds at most cap x (the sum of its positive weights) + bias; a loss
+        that lifts it too slowly leaves dense crowds undercounted (bayes_loss.py)."""
         density = self.spec[-1]
         hidden = next(l for l in self.spec if isinstance(l, A.Conv) and l.name == density.source)
         if hidden.cap is None:
             return None
         head = self.convs[density.name]
-        return float(hidden.cap * head.weight.detach().clamp(min=0).sum() + head.bias.detach().sum())
+        return float(hidden.cap * head.weight.detach().clamp(min=0).sum() + head.bias.detach())
 
 
 def keras_named(model: DensityNet):
