@@ -102,3 +102,38 @@ def test_tflite_path_finds_card_beside_it(tmp_path):
     write_density_model(tmp_path)
     counter = load_counter(ModelConfig(path=tmp_path / "density.tflite"), ZONES)
     assert counter.describe() == "density 64x64 gray uint8, 2 threads"
+
+
+def test_cell_gain_rescales_cells_by_their_value_before_zone_sums(tmp_path):
+    # Cells of 1.0 get gain 2; cells of about 0.5 sit where the gain is still 1.
+    card = write_density_model(tmp_path, extra="cell_gain = [[0.0, 1.0], [0.6, 1.0], [1.0, 2.0]]\n")
+    counter = load_counter(ModelConfig(path=card, num_threads=1), ZONES)
+    image = np.zeros((64, 64), np.uint8)
+    image[8:24, 8:24] = 255  # left: 16 cells of 1.0
+    image[40:56, 40:56] = 128  # right: 16 cells of 128/255
+    counts = counter.count(_frame(image))
+    assert counts.zones["left"] == pytest.approx(32.0, abs=1e-3)
+    assert counts.zones["right"] == pytest.approx(16 * 128 / 255, abs=1e-3)
+    assert counts.total == pytest.approx(32.0 + 16 * 128 / 255, abs=1e-3)
+
+
+def test_cell_gain_beyond_its_last_knot_stays_constant(tmp_path):
+    card = write_density_model(tmp_path, extra="cell_gain = [[0.0, 1.5], [0.25, 3.0]]\n")
+    counter = load_counter(ModelConfig(path=card, num_threads=1), ZONES)
+    image = np.zeros((64, 64), np.uint8)
+    image[8:24, 8:24] = 255
+    assert counter.count(_frame(image)).total == pytest.approx(48.0, abs=1e-3)
+
+
+@pytest.mark.parametrize("value, message", [
+    ("[[0.0, 1.0]]", "at least 2"),
+    ("[[0.5, 1.0], [0.2, 2.0]]", "rise"),
+    ("[[0.0, 1.0], [1.0, 0.0]]", "positive"),
+    ("[[0.0, 1.0], [1.0, true]]", "at least 2"),
+    ('"2x"', "at least 2"),
+])
+def test_bad_cell_gain_is_refused_naming_card_and_key(tmp_path, value, message):
+    card = write_density_model(tmp_path, extra=f"cell_gain = {value}\n")
+    with pytest.raises(ModelError, match=message) as e:
+        load_counter(ModelConfig(path=card), ZONES)
+    assert str(card) in str(e.value) and "cell_gain" in str(e.value)

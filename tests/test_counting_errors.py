@@ -71,6 +71,16 @@ def test_bad_card_value(tmp_path):
     assert str(card) in message and "kind" in message
 
 
+def test_cell_gain_on_a_detector_card_is_refused(tmp_path):
+    card = tmp_path / "ssd.toml"
+    text = "\n".join(line for line in SSD_CARD.read_text().splitlines()
+                     if not line.startswith("labels"))
+    card.write_text(text + '\nlabels = ["person"]\ncell_gain = [[0.0, 1.0], [1.0, 2.0]]\n')
+    with pytest.raises(ModelError, match="cell_gain: only for density models") as e:
+        load_model_card(card)
+    assert str(card) in str(e.value)
+
+
 def test_unknown_class_name():
     shared_path("models", "ssd_mobilenet_v1_coco_quant.tflite")
     message = _error(SSD_CARD, classes=("persn",))

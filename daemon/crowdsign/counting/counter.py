@@ -157,7 +157,8 @@ def load_counter(model: ModelConfig, zones: ZoneGeometry) -> Counter:
         if tiles != (1, 1):
             raise ModelError(f"{card.path}: tiles {list(tiles)} apply to detectors only, "
                              "not to a density model")
-        head = DensityHead(interpreter, card.file, size, zones, card.output_stride)
+        head = DensityHead(interpreter, card.file, size, zones, card.output_stride,
+                           card.cell_gain)
         return Counter(card, model, interpreter, writer, head, zones, None)
 
     class_ids = counted_class_ids(card, model.classes or card.count_classes)

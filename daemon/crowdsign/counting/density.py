@@ -6,13 +6,15 @@ map's sum and a zone's count is the map weighted by the zone's mask (see
 zones.py: fractional weights where the zone edge cuts a cell). The masks are
 made once at load for the output resolution and kept as one zones x cells
 matrix, so a frame costs one dequantize and one small matrix-vector product.
+A card's `cell_gain` (see modelcard.py) rescales each cell by its value first,
+so the total and the zones see the same corrected map.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -25,7 +27,8 @@ class DensityHead:
     """Sums a density map, in total and under each zone."""
 
     def __init__(self, interpreter: Any, path: Path, input_size: tuple[int, int],
-                 zones: ZoneGeometry, output_stride: Optional[int]):
+                 zones: ZoneGeometry, output_stride: Optional[int],
+                 cell_gain: Optional[Sequence[tuple[float, float]]] = None):
         info = single_output(interpreter, path, "density", "[1, H, W, 1]")
         shape = info.shape
         if not (len(shape) in (3, 4) and shape[0] == 1 and (len(shape) == 3 or shape[3] == 1)):
@@ -43,10 +46,14 @@ class DensityHead:
         self._masks = np.ascontiguousarray(
             zones.masks_for(height, width).reshape(len(zones.names), -1), dtype=np.float32)
         self._sums = np.empty(len(zones.names), dtype=np.float32)
+        self._gain = None if cell_gain is None else tuple(
+            np.array(column, dtype=np.float32) for column in zip(*cell_gain))
 
     def decode(self) -> tuple[float, Mapping[str, float]]:
         """The frame's total and each zone's share."""
         flat = self._out().reshape(-1)
+        if self._gain is not None:
+            flat = flat * np.interp(flat, *self._gain).astype(np.float32)
         np.matmul(self._masks, flat, out=self._sums)
         return (float(flat.sum(dtype=np.float64)),
                 MappingProxyType({n: float(s) for n, s in zip(self._names, self._sums)}))

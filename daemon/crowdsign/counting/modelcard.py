@@ -54,6 +54,14 @@ class ModelCard:
     default_threshold: detector score threshold when the config gives none.
     max_detections:    ssd only, informative: detection slots of the model.
     output_stride:     density only: input pixels per output cell.
+    cell_gain:         density only, optional: ((people per cell, gain), ...), knots
+                       rising. Each cell is multiplied by the gain interpolated at
+                       its value (constant beyond the ends) before any sum. A model
+                       trained briefly can squash its densest cells, counting
+                       large crowds low by a share that depends on the cell's
+                       value, not on the scene; a gain fitted on the training
+                       split after training (models/training/cell_gain.py)
+                       undoes that without retraining or extra inference time.
     source, licence, notes: provenance, for people.
     """
 
@@ -70,6 +78,7 @@ class ModelCard:
     default_threshold: float
     max_detections: Optional[int]
     output_stride: Optional[int]
+    cell_gain: Optional[tuple[tuple[float, float], ...]]
     source: str
     licence: str
     notes: str
@@ -95,7 +104,7 @@ class ModelCard:
 
 _KEYS = ("name", "kind", "file", "input_colour", "input_mean", "input_std", "labels",
          "label_offset", "count_classes", "default_threshold", "max_detections",
-         "output_stride", "source", "licence", "notes")
+         "output_stride", "cell_gain", "source", "licence", "notes")
 
 
 def card_path_for(model_path: Union[str, Path]) -> Path:
@@ -159,13 +168,16 @@ def _parse(raw: dict[str, Any], path: Path) -> ModelCard:
         raise ModelError(f"{path}: max_detections: only for ssd models")
     if stride is not None and kind != "density":
         raise ModelError(f"{path}: output_stride: only for density models")
+    gain = get.cell_gain("cell_gain")
+    if gain is not None and kind != "density":
+        raise ModelError(f"{path}: cell_gain: only for density models")
 
     card = ModelCard(
         path=path, name=get.string("name"), kind=kind,
         file=base / get.string("file"), input_colour=colour,
         input_mean=mean, input_std=std, labels=labels, label_offset=label_offset,
         count_classes=count_classes, default_threshold=threshold,
-        max_detections=max_det, output_stride=stride,
+        max_detections=max_det, output_stride=stride, cell_gain=gain,
         source=get.string("source", ""), licence=get.string("licence", ""),
         notes=get.string("notes", ""))
     if kind in DETECTOR_KINDS:
@@ -226,6 +238,26 @@ class _Getter:
                 or not all(isinstance(v, str) and v for v in value)):
             raise self._bad(key, "a non-empty list of names")
         return tuple(value)
+
+    def cell_gain(self, key: str) -> Optional[tuple[tuple[float, float], ...]]:
+        if key not in self.raw:
+            return None
+        value = self.raw[key]
+        pairs = value if isinstance(value, list) else []
+        ok = len(pairs) >= 2 and all(
+            isinstance(p, list) and len(p) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                    and math.isfinite(v) for v in p) for p in pairs)
+        if not ok:
+            raise self._bad(key, "a list of at least 2 [people per cell, gain] pairs")
+        knots = [float(p[0]) for p in pairs]
+        gains = [float(p[1]) for p in pairs]
+        if knots[0] < 0 or any(b <= a for a, b in zip(knots, knots[1:])):
+            raise ModelError(f"{self.path}: {key}: people per cell must start at >= 0 "
+                             f"and rise, got {knots}")
+        if any(g <= 0 for g in gains):
+            raise ModelError(f"{self.path}: {key}: gains must be positive, got {gains}")
+        return tuple(zip(knots, gains))
 
     def per_channel(self, key: str, channels: int, default: float) -> tuple[float, ...]:
         value = self._value(key, [default] * channels)

@@ -1,0 +1,84 @@
+"""models/training/cell_gain.py: the per-cell gain fit and the card it writes."""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from crowdsign.config import ModelConfig
+from crowdsign.counting.counter import load_counter
+from crowdsign.counting.modelcard import load_model_card
+from crowdsign.frames import Frame, PixelFormat
+from shared_data import REPO, SHARED, shared_path
+
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+cell_gain = importlib.import_module("models.training.cell_gain")
+evaluate = importlib.import_module("models.training.evaluate")
+
+MODEL_DIR = REPO / "models/crowdsign_density_gray"
+KNOTS = np.array([0.0, 0.2, 1.0, 2.0])
+PLANTED = np.array([1.0, 0.9, 1.2, 1.6])
+
+
+def _parts(seed: int = 0) -> list:
+    """Maps whose true counts are their cells under the planted gain."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for name, n, peak in (("mall", 60, 0.4), ("shanghaitech_b", 40, 2.0)):
+        maps = rng.uniform(0, peak, (n, 50)) * (rng.random((n, 50)) < 0.3)
+        counts = cell_gain.corrected_counts(maps, KNOTS, PLANTED)
+        parts.append(cell_gain.Part(name, maps, counts))
+    return parts
+
+
+def test_fit_recovers_a_planted_gain():
+    gains = cell_gain.fit_gains(_parts(), KNOTS, ridge=1e-9)
+    np.testing.assert_allclose(gains, PLANTED, atol=1e-6)
+
+
+def test_fitted_gain_counts_held_out_folds_better_than_the_plain_sum():
+    parts = _parts(1)
+    plain = cell_gain.score(parts, [p.maps.sum(axis=1) for p in parts])
+    assert cell_gain.cross_validated_score(parts, KNOTS) < 0.01 * plain
+
+
+def test_fit_puts_its_top_knot_at_the_largest_cell():
+    parts = _parts(2)
+    gain = cell_gain.fit_cell_gain(parts, interior=(0.2, 1.0), log=lambda _: None)
+    assert [k for k, _ in gain][:3] == [0.0, 0.2, 1.0]
+    assert gain[-1][0] == pytest.approx(max(p.maps.max() for p in parts))
+
+
+def test_written_gain_replaces_the_old_one_and_the_card_still_loads(tmp_path):
+    card = tmp_path / "model.toml"
+    shutil.copy(MODEL_DIR / "crowdsign_density_gray.toml", card)
+    shutil.copy(MODEL_DIR / "crowdsign_density_gray.tflite", tmp_path)
+    for gain in ([(0.0, 1.0), (1.5, 1.25)], [(0.0, 0.98), (0.2, 1.0), (1.9, 1.5)]):
+        card.write_text(cell_gain.card_text_with_gain(card.read_text(), gain))
+        np.testing.assert_allclose(load_model_card(card).cell_gain, gain, atol=1e-4)
+    assert card.read_text().count("cell_gain") == 1
+    card.write_text(cell_gain.card_text_with_gain(card.read_text(), None))
+    assert load_model_card(card).cell_gain is None
+
+
+def test_training_maps_sum_to_the_daemons_counts():
+    shared_path("data", "shanghaitech_b", "train", "labels.jsonl")
+    shared_path("data", "mall", "train", "labels.jsonl")
+    card = MODEL_DIR / "crowdsign_density_gray.toml"
+    parts = cell_gain.training_maps(card, SHARED / "data", threads=1, limit=3)
+    counter = load_counter(ModelConfig(path=card, num_threads=1), evaluate.WHOLE)
+    for part in parts:
+        folder = SHARED / "data" / part.name / "train"
+        train = evaluate.D.split(part.name, evaluate.D.read_labels(folder))[0][:3]
+        assert part.maps.shape == (3, 64 * 48)
+        assert part.counts.tolist() == [r["count"] for r in train]
+        for i, record in enumerate(train):
+            bgr = cv2.imread(str(folder / record["image"]), cv2.IMREAD_COLOR)
+            total = counter.count(Frame(bgr, PixelFormat.BGR, 0.0, i)).total
+            assert part.maps[i].sum() == pytest.approx(total, rel=1e-5)
