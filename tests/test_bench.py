@@ -63,6 +63,24 @@ def test_tiles_multiply_the_invokes_of_detectors(mall_sample):
     assert four["macs"] == 4 * one["macs"]
 
 
+def test_models_with_the_same_file_name_are_reported_apart(mall_sample, tmp_path):
+    """A candidate exported under the shipped model's name, compared with it."""
+    shipped = REPO / "models" / "crowdsign_density_gray" / "crowdsign_density_gray.toml"
+    candidate = tmp_path / "candidate"
+    candidate.mkdir()
+    for name in ("crowdsign_density_gray.toml", "crowdsign_density_gray.tflite"):
+        (candidate / name).write_bytes((shipped.parent / name).read_bytes())
+    result = bench("--data", str(mall_sample), "--model", str(shipped),
+                   "--model", str(candidate / shipped.name), "--model", str(shipped), "--json")
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["model"] for r in rows] == [
+        "crowdsign_density_gray", "candidate/crowdsign_density_gray",
+        "crowdsign_density_gray/crowdsign_density_gray"]
+    assert [r["frames"] for r in rows] == [6, 6, 6]
+    assert rows[0]["mae"] == rows[1]["mae"] == rows[2]["mae"]
+
+
 def test_bench_names_a_folder_without_labels_and_a_bad_tiles_value(tmp_path):
     result = bench("--data", str(tmp_path), "--model", str(SSD_CARD))
     assert result.returncode == 2

@@ -85,8 +85,17 @@ def read_labels(data_dir: Path, limit: Optional[int] = None) -> list[LabelledIma
     return images
 
 
-def model_label(path: Path, tiles: tuple[int, int]) -> str:
-    return path.stem + ("" if tiles == (1, 1) else f" {tiles[0]}x{tiles[1]}")
+def model_label(path: Path, tiles: tuple[int, int], taken: Sequence[str] = ()) -> str:
+    """The model's file name (and tiles); its folder too when another model compared
+    in the same run has that name (a candidate beside the shipped model), else a number."""
+    suffix = "" if tiles == (1, 1) else f" {tiles[0]}x{tiles[1]}"
+    for label in (path.stem, f"{path.parent.name}/{path.stem}"):
+        if label + suffix not in taken:
+            return label + suffix
+    n = 2
+    while f"{path.stem} #{n}{suffix}" in taken:
+        n += 1
+    return f"{path.stem} #{n}{suffix}"
 
 
 def frames_of(images: Sequence[LabelledImage]) -> Iterator[tuple[LabelledImage, Frame]]:
@@ -111,7 +120,8 @@ def run_bench(data_dir: Path, models: Sequence[Path], *, tiles: tuple[int, int] 
         model_tiles = (1, 1) if card.kind == "density" else tiles
         counter = load_counter(ModelConfig(path=path, num_threads=threads, tiles=model_tiles),
                                zones)
-        counters.append((model_label(path, model_tiles), counter,
+        label = model_label(path, model_tiles, [taken for taken, _, _ in counters])
+        counters.append((label, counter,
                          count_macs(counter.card.file)))
 
     errors = {label: [] for label, _, _ in counters}
