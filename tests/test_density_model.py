@@ -34,15 +34,16 @@ training_data = importlib.import_module("models.training.data")
 
 CARD = REPO / "models/crowdsign_density_gray/crowdsign_density_gray.toml"
 WHOLE = ZoneGeometry([ZoneConfig("all", ((0, 0), (1, 0), (1, 1), (0, 1)))])
-SHIPPED_ARCH = "m"  # models/training/recipe.py ARCH; the model card README
+SHIPPED_ARCH = "m+"  # models/training/recipe.py CPU_RUN; the model card README
 HALVES = ZoneGeometry([ZoneConfig("left", ((0, 0), (0.5, 0), (0.5, 1), (0, 1))),
                        ZoneConfig("right", ((0.5, 0), (1, 0), (1, 1), (0.5, 1)))])
 
-# Measured on the shipped int8 model at 2 threads (README): Mall val frames 601-800,
-# every 5th (40 frames), MAE 2.10; ShanghaiTech B val (80 images) MAE 13.26.
-# The bounds leave headroom for other CPUs' rounding, not for a worse model
-# (the previous model, 2.74 and 17.7, fails both).
-MALL_MAE_BOUND = 2.4
+# Measured on the shipped int8 model (v7, its cell gain included) at 2 threads
+# (README): Mall val frames 601-800, every 5th (40 frames), MAE 1.72; ShanghaiTech
+# B val (80 images) MAE 13.76. The bounds leave headroom for other CPUs'
+# rounding, not for a worse model: v6 (2.10 and 13.26) fails Mall's, v7 without
+# its gain (15.23) ShanghaiTech B's, the model before them (2.74, 17.7) both.
+MALL_MAE_BOUND = 2.0
 SHB_MAE_BOUND = 15.0
 
 

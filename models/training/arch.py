@@ -127,7 +127,7 @@ ARCHS: dict[str, list[Layer]] = {
         Upsample("up", "s16d"), Add("fuse", ("s8b", "up")),
         Conv("head1", "fuse", 48), Conv("head2", "head1", 32), Density("density", "head2"),
     ],
-    # 0.79 GMAC at 512x384: the shipped model.
+    # 0.79 GMAC at 512x384: v6, the shipped model before v7 ("m+").
     "m": _M,
     # 0.98 GMAC at 512x384: "m" with a wider 1/4 stem (32 channels) and a third
     # 1/8 convolution, where ShanghaiTech B's heads (5-10 px at the deployed
@@ -135,6 +135,7 @@ ARCHS: dict[str, list[Layer]] = {
     # against "m"'s 10.0 and the SSD's 15.1 (same process, interleaved).
     "l": _L,
     # "m" and "l" with the last hidden ReLU unbounded: no ceiling on a cell's people.
+    # "m+" is the shipped model (v7).
     "m+": _open_head(_M),
     "l+": _open_head(_L),
 }

@@ -2,7 +2,7 @@
 
     python -m models.training.from_tflite \
         --model models/crowdsign_density_gray/crowdsign_density_gray.tflite \
-        --arch m --data ../shared/data --npz OUT.npz
+        --arch m+ --data ../shared/data --npz OUT.npz
 
 The .tflite is what the repository keeps of a trained model; the float
 checkpoint it came from stays on the machine that trained it. Fine-tuning the
