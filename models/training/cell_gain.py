@@ -44,10 +44,9 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO / "daemon") not in sys.path:
     sys.path.insert(0, str(REPO / "daemon"))
 
+from crowdsign.counting.counter import open_model  # noqa: E402
 from crowdsign.counting.modelcard import load_model_card  # noqa: E402
-from crowdsign.counting.preprocess import InputWriter  # noqa: E402
-from crowdsign.counting.runtime import (  # noqa: E402
-    Dequantizer, TensorInfo, open_interpreter, single_output)
+from crowdsign.counting.runtime import Dequantizer, single_output  # noqa: E402
 from crowdsign.frames import Frame, PixelFormat  # noqa: E402
 
 from models.training import data as D  # noqa: E402
@@ -81,9 +80,7 @@ def training_maps(card_path: Path, data: Path, threads: int = 2, limit: int = 0)
     """Each dataset's density maps of its training split (the first `limit` images
     if given), as the daemon reads them."""
     card = load_model_card(card_path)
-    interpreter, _ = open_interpreter(card.file, threads)
-    writer = InputWriter(interpreter, TensorInfo.from_details(
-        interpreter.get_input_details()[0]), card)
+    interpreter, _, writer = open_model(card, threads)
     output = Dequantizer(interpreter, single_output(
         interpreter, card.file, "density", "[1, H, W, 1]"))
     parts = []
@@ -98,7 +95,7 @@ def training_maps(card_path: Path, data: Path, threads: int = 2, limit: int = 0)
                 raise SystemExit(f"{folder / record['image']}: cannot read image")
             writer.write(*writer.source(Frame(bgr, PixelFormat.BGR, float(i), i)))
             interpreter.invoke()
-            maps.append(np.maximum(output().reshape(-1), 0))
+            maps.append(output().reshape(-1).copy())  # the Dequantizer reuses its buffer
         parts.append(Part(name, np.stack(maps), np.array([r["count"] for r in train], float)))
     return parts
 

@@ -139,17 +139,23 @@ def zone_counts(boxes: np.ndarray, zones: ZoneGeometry) -> Mapping[str, float]:
     return MappingProxyType({name: float(n) for name, n in per_zone.items()})
 
 
-def load_counter(model: ModelConfig, zones: ZoneGeometry) -> Counter:
-    """Build a Counter from the config; ModelError (one line) if anything is wrong."""
-    card = load_model_card(card_path_for(model.path))
-    interpreter, data = open_interpreter(card.file, model.num_threads)
+def open_model(card: ModelCard, num_threads: int) -> tuple[Any, bytes, InputWriter]:
+    """The card's interpreter (tensors allocated), its file's bytes, and the writer
+    that puts frames into its one input; ModelError (one line) if it has no such input."""
+    interpreter, data = open_interpreter(card.file, num_threads)
     inputs = interpreter.get_input_details()
     if len(inputs) != 1:
         raise ModelError(f"{card.file}: model needs one input tensor, found {len(inputs)}")
     try:
-        writer = InputWriter(interpreter, TensorInfo.from_details(inputs[0]), card)
+        return interpreter, data, InputWriter(interpreter, TensorInfo.from_details(inputs[0]), card)
     except ValueError as e:
         raise ModelError(f"{card.file}: {e}") from None
+
+
+def load_counter(model: ModelConfig, zones: ZoneGeometry) -> Counter:
+    """Build a Counter from the config; ModelError (one line) if anything is wrong."""
+    card = load_model_card(card_path_for(model.path))
+    interpreter, data, writer = open_model(card, model.num_threads)
     size = (writer.width, writer.height)
     tiles = tuple(model.tiles)
 
