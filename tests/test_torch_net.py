@@ -79,3 +79,24 @@ def test_a_bayesian_loss_run_logs_the_ceiling_and_warns_of_a_capped_head(tmp_pat
     else:
         assert "warning" not in printed
         assert row["ceiling"] == {"people_a_cell": None, "val_cells_at_it": None}
+
+
+def test_dense_ref_weighs_a_crowded_patch_of_the_bayesian_loss_as_one_of_dense_ref_heads():
+    """Two patches: one head, and four. With --dense-ref 2 the second patch's loss
+    counts half; the one-head patch is left as it is."""
+    from argparse import Namespace
+
+    bayes_loss = importlib.import_module("models.training.bayes_loss")
+    density = torch.rand(2, 1, 6, 8)
+    nan = float("nan")
+    points = torch.tensor([[[10.0, 10.0], [nan, nan], [nan, nan], [nan, nan]],
+                           [[5.0, 5.0], [20.0, 9.0], [30.0, 30.0], [40.0, 12.0]]])
+    per_patch = bayes_loss.bayesian_loss(density, points, 8, 8.0, 768.0)
+
+    def loss(dense_ref):
+        args = Namespace(bayes_sigma=8.0, bayes_background=768.0, dense_ref=dense_ref)
+        return float(train_torch.dense_weighted_bayesian_loss(density, points, args))
+
+    assert loss(0.0) == pytest.approx(float(per_patch.mean()))
+    assert loss(2.0) == pytest.approx(float((per_patch[0] + per_patch[1] * 0.5) / 2))
+    assert loss(10.0) == pytest.approx(loss(0.0))

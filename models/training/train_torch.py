@@ -62,7 +62,8 @@ def parse_args(argv=None):
     p.add_argument("--count-weight", type=float, default=1.0)
     p.add_argument("--dense-ref", type=float, default=0.0,
                    help="people per patch beyond which the loss is relative, not absolute "
-                        "(0: off; ~50 with --datasets ... shanghaitech_a)")
+                        "(0: off; ~50 with --datasets ... shanghaitech_a; it also weighs the "
+                        "Bayesian loss, per patch)")
     p.add_argument("--bayes", type=float, default=0.0,
                    help="weight of the Bayesian loss on the head points (bayes_loss.py; 0: off)")
     p.add_argument("--density-weight", type=float, default=1.0,
@@ -94,6 +95,17 @@ def parse_args(argv=None):
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     return p.parse_args(argv)
+
+
+def dense_weighted_bayesian_loss(density: torch.Tensor, points: torch.Tensor, args) -> torch.Tensor:
+    """The batch's mean Bayesian loss; with --dense-ref, a patch of more heads than
+    dense_ref weighs as one of dense_ref (x dense_ref / heads): the loss sums over
+    heads, so without it ShanghaiTech A's crowds of hundreds drown every other patch."""
+    loss = bayesian_loss(density, points, D.STRIDE, args.bayes_sigma, args.bayes_background)
+    if args.dense_ref > 0:
+        heads = (~torch.isnan(points[..., 0])).sum(1).float()
+        loss = loss * (args.dense_ref / heads.clamp(min=1.0)).clamp(max=1.0)
+    return loss.mean()
 
 
 class Patches(torch.utils.data.IterableDataset):
@@ -304,9 +316,8 @@ def main(argv=None) -> None:
             p = model(x)
             loss, count = patch_loss(p, y, args.count_weight, args.dense_ref * scale, args.density_weight)
             if heads:
-                loss = loss + args.bayes * bayesian_loss(
-                    p / scale, heads[0].to(dev, non_blocking=True), D.STRIDE,
-                    args.bayes_sigma, args.bayes_background).mean()
+                loss = loss + args.bayes * dense_weighted_bayesian_loss(
+                    p / scale, heads[0].to(dev, non_blocking=True), args)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
