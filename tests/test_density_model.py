@@ -12,9 +12,11 @@ The target tests need only numpy.
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 
 import cv2
+
 import numpy as np
 import pytest
 
@@ -163,6 +165,29 @@ def test_points_leave_the_patch_stream_unchanged():
     b = training_data.PatchSampler(_sampler_items(), np.random.default_rng(9)).batch(6, points=True)
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_a_zoomed_out_jitter_puts_more_heads_in_each_patch():
+    """Scale 0.5 crops twice the width and height of the image: four times the heads
+    of scale 1, each at half the size."""
+    def mean_heads(scale):
+        sampler = training_data.PatchSampler(_sampler_items(), np.random.default_rng(10), empty_share=0.0,
+                                             jitter={"mall": (scale, scale)})
+        _, y = sampler.batch(32)
+        return y.sum((1, 2, 3)).mean()
+
+    assert mean_heads(0.5) == pytest.approx(4 * mean_heads(1.0), rel=0.15)
+
+
+@pytest.mark.parametrize("text, parsed", [("shanghaitech_b=0.5:1.4", ("shanghaitech_b", (0.5, 1.4)))])
+def test_jitter_reads_dataset_and_scale_range(text, parsed):
+    assert training_data.parse_jitter(text) == parsed
+
+
+@pytest.mark.parametrize("text", ["shanghaitech_b", "=0.5:1", "mall=1.4:0.5", "mall=0:1", "mall=a:b"])
+def test_a_jitter_that_makes_no_sense_is_refused_by_name(text):
+    with pytest.raises(Exception, match=re.escape(text)):
+        training_data.parse_jitter(text)
 
 
 @pytest.mark.parametrize("text, size", [("512x384", (512, 384)), ("576X416", (576, 416))])

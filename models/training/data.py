@@ -155,6 +155,19 @@ def describe(metrics: dict) -> str:
                       for k, m in metrics.items())
 
 
+def parse_jitter(text: str) -> tuple[str, tuple[float, float]]:
+    """argparse type: 'NAME=LO:HI' -> (NAME, (LO, HI)), a dataset's scale jitter
+    (patch pixels per deployed-scale image pixel, log-uniform)."""
+    name, _, bounds = text.partition("=")
+    try:
+        lo, hi = (float(v) for v in bounds.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected DATASET=LO:HI, e.g. shanghaitech_b=0.5:1.4") from None
+    if not name or not 0 < lo <= hi:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a dataset name and 0 < LO <= HI")
+    return name, (lo, hi)
+
+
 def parse_input_size(text: str) -> tuple[int, int]:
     """argparse type: 'WxH' -> (W, H), both sides multiples of 32 (the deepest stride)."""
     try:
@@ -202,8 +215,9 @@ class PatchSampler:
     """Augmented training patches and their density targets, from a seeded generator."""
 
     def __init__(self, train: dict, rng: np.random.Generator, patch=PATCH, stride=STRIDE,
-                 empty_share: float = EMPTY_SHARE):
+                 empty_share: float = EMPTY_SHARE, jitter: dict | None = None):
         self.train = {k: v for k, v in train.items() if v}
+        self.jitter = {**JITTER, **(jitter or {})}
         names = list(self.train)
         p = np.array([MIX.get(n, 0.1) for n in names], np.float64)
         self.names, self.p = names, p / p.sum()
@@ -240,7 +254,7 @@ class PatchSampler:
         items = self.train[name]
         item = items[rng.integers(len(items))]
         pw, ph = self.patch
-        lo, hi = JITTER.get(name, (0.8, 1.25))
+        lo, hi = self.jitter.get(name, (0.8, 1.25))
         s = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))  # patch pixels per image pixel
         h, w = item.image.shape
         cw, ch = pw / s, ph / s  # crop size in image pixels

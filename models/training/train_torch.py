@@ -75,6 +75,9 @@ def parse_args(argv=None):
     p.add_argument("--weight-decay", type=float, default=0.0,
                    help="AdamW decay of the convolution kernels (0: plain Adam)")
     p.add_argument("--empty-share", type=float, default=D.EMPTY_SHARE)
+    p.add_argument("--jitter", type=D.parse_jitter, action="append", default=[], metavar="NAME=LO:HI",
+                   help="a dataset's patch scale range instead of data.JITTER's (below 1 zooms "
+                        "out: smaller heads, denser crowds)")
     p.add_argument("--init", type=Path, help="start from these weights: .npz in Keras layout "
                    "(python -m models.training.net converts a .weights.h5) or a shipped int8 "
                    ".tflite (from_tflite.py)")
@@ -114,16 +117,17 @@ class Patches(torch.utils.data.IterableDataset):
     DataLoader takes batches from its workers in turn, so they arrive in step order."""
 
     def __init__(self, train: dict, batch: int, seed: int, start: int, stop: int, empty_share: float,
-                 points: bool = False):
+                 points: bool = False, jitter: dict | None = None):
         self.train, self.batch, self.seed = train, batch, seed
         self.start, self.stop, self.empty_share, self.points = start, stop, empty_share, points
+        self.jitter = jitter
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         k, w = (info.id, info.num_workers) if info else (0, 1)
         for step in range(self.start + k, self.stop, w):
             sampler = D.PatchSampler(self.train, np.random.default_rng([self.seed, step]),
-                                     empty_share=self.empty_share)
+                                     empty_share=self.empty_share, jitter=self.jitter)
             x, y, *pts = sampler.batch(self.batch, points=self.points)
             # Patch pixels are whole grey levels: uint8 is exact and a quarter of the traffic.
             yield (torch.from_numpy(x.astype(np.uint8)), torch.from_numpy(y),
@@ -281,7 +285,8 @@ def main(argv=None) -> None:
     steps_total = (epochs or 0) * args.steps  # with --minutes, known once timed
     loader = torch.utils.data.DataLoader(
         Patches(train, args.batch, args.seed, start_epoch * args.steps,
-                steps_total or 2 ** 62, args.empty_share, points=args.bayes > 0),
+                steps_total or 2 ** 62, args.empty_share, points=args.bayes > 0,
+                jitter=dict(args.jitter)),
         batch_size=None, num_workers=args.workers, pin_memory=dev.type == "cuda",
         prefetch_factor=4 if args.workers else None, persistent_workers=False)
     batches = iter(loader)
