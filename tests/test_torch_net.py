@@ -100,3 +100,12 @@ def test_dense_ref_weighs_a_crowded_patch_of_the_bayesian_loss_as_one_of_dense_r
     assert loss(0.0) == pytest.approx(float(per_patch.mean()))
     assert loss(2.0) == pytest.approx(float((per_patch[0] + per_patch[1] * 0.5) / 2))
     assert loss(10.0) == pytest.approx(loss(0.0))
+
+
+def test_patch_count_error_compares_each_patch_sum_with_its_head_points():
+    nan = float("nan")
+    density = torch.zeros(2, 1, 4, 4)
+    density[0, 0, 0, 0] = 3.0  # 3 people for 1 head
+    density[1, 0, 2, 2] = 1.5  # 1.5 people for 2 heads
+    points = torch.tensor([[[1.0, 1.0], [nan, nan]], [[4.0, 4.0], [9.0, 9.0]]])
+    assert float(train_torch.patch_count_error(density, points)) == pytest.approx((2.0 + 0.5) / 2)

@@ -68,6 +68,9 @@ def parse_args(argv=None):
                    help="weight of the Bayesian loss on the head points (bayes_loss.py; 0: off)")
     p.add_argument("--density-weight", type=float, default=1.0,
                    help="weight of the density-map terms (0 with --bayes: the Bayesian loss alone)")
+    p.add_argument("--bayes-count", type=float, default=0.0,
+                   help="with --bayes: weight of each patch's absolute count error (people) "
+                        "beside it, which pulls whole crowds to their true size")
     p.add_argument("--bayes-sigma", type=float, default=8.0, help="its likelihood's sigma, input pixels")
     p.add_argument("--bayes-background", type=float, default=768.0,
                    help="its background distance (cells beyond sqrt(this) pixels from any head "
@@ -109,6 +112,13 @@ def dense_weighted_bayesian_loss(density: torch.Tensor, points: torch.Tensor, ar
         heads = (~torch.isnan(points[..., 0])).sum(1).float()
         loss = loss * (args.dense_ref / heads.clamp(min=1.0)).clamp(max=1.0)
     return loss.mean()
+
+
+def patch_count_error(density: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """The batch's mean absolute difference between each patch's density sum and its
+    number of head points, in people."""
+    heads = (~torch.isnan(points[..., 0])).sum(1).to(density.dtype)
+    return (density.sum((1, 2, 3)) - heads).abs().mean()
 
 
 class Patches(torch.utils.data.IterableDataset):
@@ -321,8 +331,10 @@ def main(argv=None) -> None:
             p = model(x)
             loss, count = patch_loss(p, y, args.count_weight, args.dense_ref * scale, args.density_weight)
             if heads:
-                loss = loss + args.bayes * dense_weighted_bayesian_loss(
-                    p / scale, heads[0].to(dev, non_blocking=True), args)
+                points = heads[0].to(dev, non_blocking=True)
+                loss = loss + args.bayes * dense_weighted_bayesian_loss(p / scale, points, args)
+                if args.bayes_count:
+                    loss = loss + args.bayes_count * patch_count_error(p / scale, points)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
