@@ -16,7 +16,6 @@ import re
 import sys
 
 import cv2
-
 import numpy as np
 import pytest
 

@@ -84,8 +84,6 @@ def test_a_bayesian_loss_run_logs_the_ceiling_and_warns_of_a_capped_head(tmp_pat
 def test_dense_ref_weighs_a_crowded_patch_of_the_bayesian_loss_as_one_of_dense_ref_heads():
     """Two patches: one head, and four. With --dense-ref 2 the second patch's loss
     counts half; the one-head patch is left as it is."""
-    from argparse import Namespace
-
     bayes_loss = importlib.import_module("models.training.bayes_loss")
     density = torch.rand(2, 1, 6, 8)
     nan = float("nan")
@@ -94,8 +92,7 @@ def test_dense_ref_weighs_a_crowded_patch_of_the_bayesian_loss_as_one_of_dense_r
     per_patch = bayes_loss.bayesian_loss(density, points, 8, 8.0, 768.0)
 
     def loss(dense_ref):
-        args = Namespace(bayes_sigma=8.0, bayes_background=768.0, dense_ref=dense_ref)
-        return float(train_torch.dense_weighted_bayesian_loss(density, points, args))
+        return float(train_torch.dense_weighted_bayesian_loss(density, points, 8.0, 768.0, dense_ref))
 
     assert loss(0.0) == pytest.approx(float(per_patch.mean()))
     assert loss(2.0) == pytest.approx(float((per_patch[0] + per_patch[1] * 0.5) / 2))

@@ -103,22 +103,26 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def dense_weighted_bayesian_loss(density: torch.Tensor, points: torch.Tensor, args) -> torch.Tensor:
-    """The batch's mean Bayesian loss; with --dense-ref, a patch of more heads than
+def heads_per_patch(points: torch.Tensor) -> torch.Tensor:
+    """The number of head points in each patch (rows that are not NaN padding), float."""
+    return (~torch.isnan(points[..., 0])).sum(1).float()
+
+
+def dense_weighted_bayesian_loss(density: torch.Tensor, points: torch.Tensor, sigma: float,
+                                 background: float, dense_ref: float = 0.0) -> torch.Tensor:
+    """The batch's mean Bayesian loss; with dense_ref, a patch of more heads than
     dense_ref weighs as one of dense_ref (x dense_ref / heads): the loss sums over
     heads, so without it ShanghaiTech A's crowds of hundreds drown every other patch."""
-    loss = bayesian_loss(density, points, D.STRIDE, args.bayes_sigma, args.bayes_background)
-    if args.dense_ref > 0:
-        heads = (~torch.isnan(points[..., 0])).sum(1).float()
-        loss = loss * (args.dense_ref / heads.clamp(min=1.0)).clamp(max=1.0)
+    loss = bayesian_loss(density, points, D.STRIDE, sigma, background)
+    if dense_ref > 0:
+        loss = loss * (dense_ref / heads_per_patch(points).clamp(min=1.0)).clamp(max=1.0)
     return loss.mean()
 
 
 def patch_count_error(density: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
     """The batch's mean absolute difference between each patch's density sum and its
     number of head points, in people."""
-    heads = (~torch.isnan(points[..., 0])).sum(1).to(density.dtype)
-    return (density.sum((1, 2, 3)) - heads).abs().mean()
+    return (density.sum((1, 2, 3)) - heads_per_patch(points)).abs().mean()
 
 
 class Patches(torch.utils.data.IterableDataset):
@@ -332,7 +336,8 @@ def main(argv=None) -> None:
             loss, count = patch_loss(p, y, args.count_weight, args.dense_ref * scale, args.density_weight)
             if heads:
                 points = heads[0].to(dev, non_blocking=True)
-                loss = loss + args.bayes * dense_weighted_bayesian_loss(p / scale, points, args)
+                loss = loss + args.bayes * dense_weighted_bayesian_loss(
+                    p / scale, points, args.bayes_sigma, args.bayes_background, args.dense_ref)
                 if args.bayes_count:
                     loss = loss + args.bayes_count * patch_count_error(p / scale, points)
             opt.zero_grad(set_to_none=True)
