@@ -106,3 +106,20 @@ def test_patch_count_error_compares_each_patch_sum_with_its_head_points():
     density[1, 0, 2, 2] = 1.5  # 1.5 people for 2 heads
     points = torch.tensor([[[1.0, 1.0], [nan, nan]], [[4.0, 4.0], [9.0, 9.0]]])
     assert float(train_torch.patch_count_error(density, points)) == pytest.approx((2.0 + 0.5) / 2)
+
+
+def test_density_from_gives_the_density_terms_only_to_patches_that_crowded():
+    """A sparse patch (1 person) and a dense one (40), both predicted wrong. With
+    --density-from 10 the sparse patch keeps only the negative-output term (zero
+    here), so the loss is the dense patch's share alone."""
+    y = torch.zeros(2, 1, 6, 8)
+    y[0, 0, 1, 1] = 1.0
+    y[1] = 40.0 / 48
+    p = torch.full((2, 1, 6, 8), 0.5)
+
+    def loss(density_from, which=slice(None)):
+        return float(train_torch.patch_loss(p[which], y[which], density_from=density_from)[0])
+
+    assert loss(0.0) > loss(10.0) > 0
+    assert loss(10.0) == pytest.approx(loss(0.0, slice(1, 2)) / 2)
+    assert loss(100.0) == 0.0

@@ -68,6 +68,9 @@ def parse_args(argv=None):
                    help="weight of the Bayesian loss on the head points (bayes_loss.py; 0: off)")
     p.add_argument("--density-weight", type=float, default=1.0,
                    help="weight of the density-map terms (0 with --bayes: the Bayesian loss alone)")
+    p.add_argument("--density-from", type=float, default=0.0,
+                   help="people per patch from which the density-map terms count (0: every "
+                        "patch); with --bayes, they teach only dense crowds their size")
     p.add_argument("--bayes-count", type=float, default=0.0,
                    help="with --bayes: weight of each patch's absolute count error (people) "
                         "beside it, which pulls whole crowds to their true size")
@@ -148,7 +151,8 @@ class Patches(torch.utils.data.IterableDataset):
                    *(torch.from_numpy(p) for p in pts))
 
 
-def patch_loss(p, y, count_weight: float = 1.0, dense_ref: float = 0.0, density_weight: float = 1.0):
+def patch_loss(p, y, count_weight: float = 1.0, dense_ref: float = 0.0, density_weight: float = 1.0,
+               density_from: float = 0.0):
     """(loss, mean absolute patch-count error), both in the scaled density's units.
 
     Per patch: pixel MSE + MSE of 4x4-cell block means (forgives a blob placed a
@@ -159,7 +163,9 @@ def patch_loss(p, y, count_weight: float = 1.0, dense_ref: float = 0.0, density_
     ShanghaiTech A's crowds of hundreds teach shapes without drowning the loss
     of Mall's and ShanghaiTech B's tens (relative instead of absolute error).
     density_weight scales all but the negative term (0: only that term, for a
-    run whose targets are the head points, --bayes).
+    run whose targets are the head points, --bayes). With density_from > 0, only
+    patches whose target holds at least that many people get those terms: beside
+    the Bayesian loss, which undercounts dense crowds, they then correct just those.
     """
     def per_patch(t):
         return t.flatten(1).mean(1)
@@ -170,6 +176,8 @@ def patch_loss(p, y, count_weight: float = 1.0, dense_ref: float = 0.0, density_
     count = (p.sum((1, 2, 3)) - true).abs()
     negative = per_patch(F.relu(-p).square())
     w = (dense_ref / true).clamp(max=1.0) if dense_ref > 0 else torch.ones_like(true)
+    if density_from > 0:
+        w = w * (true >= density_from)
     loss = density_weight * (w.square() * (mse1 + mse4) + w * count_weight * count / p[0].numel()) + negative
     return loss.mean(), count.mean()
 
@@ -333,7 +341,8 @@ def main(argv=None) -> None:
             for g in opt.param_groups:
                 g["lr"] = args.lr * lr_factor(step, args.warmup, steps_total or 2 ** 62)
             p = model(x)
-            loss, count = patch_loss(p, y, args.count_weight, args.dense_ref * scale, args.density_weight)
+            loss, count = patch_loss(p, y, args.count_weight, args.dense_ref * scale, args.density_weight,
+                                     args.density_from * scale)
             if heads:
                 points = heads[0].to(dev, non_blocking=True)
                 loss = loss + args.bayes * dense_weighted_bayesian_loss(
