@@ -108,7 +108,7 @@ def test_patch_count_error_compares_each_patch_sum_with_its_head_points():
     assert float(train_torch.patch_count_error(density, points)) == pytest.approx((2.0 + 0.5) / 2)
 
 
-def test_density_from_gives_the_density_terms_only_to_patches_that_crowded():
+def test_density_from_gives_the_density_terms_only_to_crowded_patches():
     """A sparse patch (1 person) and a dense one (40), both predicted wrong. With
     --density-from 10 the sparse patch keeps only the negative-output term (zero
     here), so the loss is the dense patch's share alone."""
