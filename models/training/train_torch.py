@@ -344,11 +344,11 @@ def main(argv=None) -> None:
             loss, count = patch_loss(p, y, args.count_weight, args.dense_ref * scale, args.density_weight,
                                      args.density_from * scale)
             if heads:
-                points = heads[0].to(dev, non_blocking=True)
+                points, people = heads[0].to(dev, non_blocking=True), p / scale
                 loss = loss + args.bayes * dense_weighted_bayesian_loss(
-                    p / scale, points, args.bayes_sigma, args.bayes_background, args.dense_ref)
+                    people, points, args.bayes_sigma, args.bayes_background, args.dense_ref)
                 if args.bayes_count:
-                    loss = loss + args.bayes_count * patch_count_error(p / scale, points)
+                    loss = loss + args.bayes_count * patch_count_error(people, points)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
