@@ -123,3 +123,33 @@ def test_density_from_gives_the_density_terms_only_to_crowded_patches():
     assert loss(0.0) > loss(10.0) > 0
     assert loss(10.0) == pytest.approx(loss(0.0, slice(1, 2)) / 2)
     assert loss(100.0) == 0.0
+
+
+def test_small_patches_train_the_first_epochs_on_half_side_patches_then_full_ones(tmp_path):
+    """--small-patches E: the steps of the first E epochs make 128x96 patches (a quarter
+    of the compute), the later steps 256x192; head points stay inside their patch."""
+    data_module = importlib.import_module("models.training.data")
+    data = _tiny_mall(tmp_path / "data")
+    train, _ = data_module.load_split(data)
+    stream = train_torch.Patches(train, 3, seed=1, start=0, stop=4, empty_share=0.0,
+                                 points=True, small_until=2)
+    batches = list(stream)
+    sizes = [tuple(x.shape[1:3]) for x, _, _ in batches]
+    assert sizes == [(96, 128), (96, 128), (192, 256), (192, 256)]
+    for x, y, points in batches:
+        assert tuple(y.shape[1:3]) == (x.shape[1] // 8, x.shape[2] // 8)
+        inside = points[~torch.isnan(points).any(-1)]
+        assert bool(((inside >= 0) & (inside < torch.tensor([x.shape[2], x.shape[1]]))).all())
+
+
+def test_a_run_with_small_patches_trains_and_validates_on_whole_images(tmp_path):
+    data = _tiny_mall(tmp_path / "data")
+    out = tmp_path / "run"
+    train_torch.main(["--data", str(data), "--out", str(out), "--arch", "m+", "--epochs", "2",
+                      "--steps", "2", "--warmup", "1", "--batch", "4", "--workers", "0",
+                      "--device", "cpu", "--seed", "1", "--bayes", "1", "--density-weight", "0",
+                      "--small-patches", "1"])
+    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert all(np.isfinite(r["val"]["mall"]["mae"]) for r in rows)
+    assert (out / "best.npz").is_file()

@@ -99,6 +99,9 @@ def parse_args(argv=None):
     p.add_argument("--teacher-arch", default="m", help="the --teacher's network size (default m)")
     p.add_argument("--teacher-video", type=Path, action="append", default=[],
                    help="with --teacher: also train on this video's frames, labelled by the teacher")
+    p.add_argument("--small-patches", type=int, default=0, metavar="EPOCHS",
+                   help=f"train the first EPOCHS epochs on {D.PATCH[0] // 2}x{D.PATCH[1] // 2} patches "
+                        "(a quarter of the compute; progressive resizing)")
     p.add_argument("--eval-from", type=int, default=1, help="validate from this epoch on")
     p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -128,23 +131,33 @@ def patch_count_error(density: torch.Tensor, points: torch.Tensor) -> torch.Tens
     return (density.sum((1, 2, 3)) - heads_per_patch(points)).abs().mean()
 
 
+# Progressive resizing (--small-patches): half the side, a quarter of the pixels and
+# of a step's compute, at the same scale, so heads look as they will at full size.
+SMALL_PATCH = (D.PATCH[0] // 2, D.PATCH[1] // 2)
+
+
 class Patches(torch.utils.data.IterableDataset):
     """Training batches for steps [start, stop); worker k makes steps k, k + W, ...
 
     DataLoader takes batches from its workers in turn, so they arrive in step order."""
 
     def __init__(self, train: dict, batch: int, seed: int, start: int, stop: int, empty_share: float,
-                 points: bool = False, jitter: dict | None = None):
+                 points: bool = False, jitter: dict | None = None, small_until: int = 0):
         self.train, self.batch, self.seed = train, batch, seed
         self.start, self.stop, self.empty_share, self.points = start, stop, empty_share, points
-        self.jitter = jitter
+        self.jitter, self.small_until = jitter, small_until
+
+    def patch_size(self, step: int) -> tuple[int, int]:
+        """Steps before small_until train on SMALL_PATCH, the rest on data.PATCH."""
+        return SMALL_PATCH if step < self.small_until else D.PATCH
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         k, w = (info.id, info.num_workers) if info else (0, 1)
         for step in range(self.start + k, self.stop, w):
             sampler = D.PatchSampler(self.train, np.random.default_rng([self.seed, step]),
-                                     empty_share=self.empty_share, jitter=self.jitter)
+                                     patch=self.patch_size(step), empty_share=self.empty_share,
+                                     jitter=self.jitter)
             x, y, *pts = sampler.batch(self.batch, points=self.points)
             # Patch pixels are whole grey levels: uint8 is exact and a quarter of the traffic.
             yield (torch.from_numpy(x.astype(np.uint8)), torch.from_numpy(y),
@@ -308,7 +321,7 @@ def main(argv=None) -> None:
     loader = torch.utils.data.DataLoader(
         Patches(train, args.batch, args.seed, start_epoch * args.steps,
                 steps_total or 2 ** 62, args.empty_share, points=args.bayes > 0,
-                jitter=dict(args.jitter)),
+                jitter=dict(args.jitter), small_until=args.small_patches * args.steps),
         batch_size=None, num_workers=args.workers, pin_memory=dev.type == "cuda",
         prefetch_factor=4 if args.workers else None, persistent_workers=False)
     batches = iter(loader)
