@@ -100,7 +100,7 @@ def parse_args(argv=None):
     p.add_argument("--teacher-video", type=Path, action="append", default=[],
                    help="with --teacher: also train on this video's frames, labelled by the teacher")
     p.add_argument("--small-patches", type=int, default=0, metavar="EPOCHS",
-                   help=f"train the first EPOCHS epochs on {D.PATCH[0] // 2}x{D.PATCH[1] // 2} patches "
+                   help=f"train the first EPOCHS epochs on {SMALL_PATCH[0]}x{SMALL_PATCH[1]} patches "
                         "(a quarter of the compute; progressive resizing)")
     p.add_argument("--eval-from", type=int, default=1, help="validate from this epoch on")
     p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
