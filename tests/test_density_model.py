@@ -178,6 +178,34 @@ def test_a_zoomed_out_jitter_puts_more_heads_in_each_patch():
     assert mean_heads(0.5) == pytest.approx(4 * mean_heads(1.0), rel=0.15)
 
 
+def test_a_mix_sets_each_datasets_share_of_the_patches():
+    """ShanghaiTech B's images here hold nobody, so a patch without heads came from it."""
+    items = _sampler_items()
+    nobody = [training_data.Item(f"empty{k}", item.image, item.points[:0], item.sigmas[:0], 0)
+              for k, item in enumerate(items["mall"])]
+    items["shanghaitech_b"] = nobody
+
+    def share_without_heads(mix):
+        sampler = training_data.PatchSampler(items, np.random.default_rng(11), empty_share=0.0, mix=mix)
+        _, y = sampler.batch(300)
+        return float((y.sum((1, 2, 3)) < 0.5).mean())
+
+    assert share_without_heads(None) == pytest.approx(0.55, abs=0.08)
+    assert share_without_heads({"mall": 0.25, "shanghaitech_b": 0.75}) == pytest.approx(0.75, abs=0.08)
+
+
+@pytest.mark.parametrize("text, parsed", [("shanghaitech_b=0.75", ("shanghaitech_b", 0.75)),
+                                          ("mall=1", ("mall", 1.0))])
+def test_mix_reads_dataset_and_share(text, parsed):
+    assert training_data.parse_mix(text) == parsed
+
+
+@pytest.mark.parametrize("text", ["shanghaitech_b", "shanghaitechb=0.7", "mall=0", "mall=-1", "mall=a"])
+def test_a_mix_that_makes_no_sense_is_refused_by_name(text):
+    with pytest.raises(Exception, match=re.escape(text)):
+        training_data.parse_mix(text)
+
+
 @pytest.mark.parametrize("text, parsed", [("shanghaitech_b=0.5:1.4", ("shanghaitech_b", (0.5, 1.4)))])
 def test_jitter_reads_dataset_and_scale_range(text, parsed):
     assert training_data.parse_jitter(text) == parsed
@@ -249,6 +277,15 @@ def test_the_open_head_sizes_differ_only_in_the_last_hidden_relus_bound(name):
     before, after = changed[0]
     assert before.name == "head2" and before.cap == 6.0 and after.cap is None
     assert arch.macs(name + "+", 512, 384) == arch.macs(name, 512, 384)
+
+
+def test_the_slim_context_size_narrows_only_the_context_and_fits_the_bar_at_640x480():
+    wide, slim = arch.layers_of("m+"), arch.layers_of("m+96")
+    assert [l.name for l in wide] == [l.name for l in slim]
+    narrowed = {a.name for a, b in zip(wide, slim) if a != b}
+    assert narrowed == {"s16a", "s16b", "s32a", "s32b", "s32d", "s16c", "head1"}
+    assert arch.channels("m+96")["s8b"] == arch.channels("m+")["s8b"]
+    assert arch.macs("m+", 640, 480) > 1.0e9 >= arch.macs("m+96", 640, 480)
 
 
 def test_an_unknown_architecture_is_named():

@@ -25,6 +25,27 @@ def _bright_frame():
     return torch.full((1, 1, 96, 128), 255.0)
 
 
+@pytest.mark.parametrize("stride, size", [(1, (12, 16)), (1, (11, 13)), (2, (12, 16)), (2, (11, 13))])
+def test_a_convolution_pads_as_tensorflow_whichever_way_it_pads(stride, size):
+    """Symmetric padding goes to the convolution itself, asymmetric (stride 2 on
+    an even side: the extra row and column at the bottom and right) through an
+    explicit pad; both must equal TensorFlow's 'same' padding written out."""
+    arch = importlib.import_module("models.training.arch")
+    torch.manual_seed(0)
+    layer = torch_net.ConvBnRelu6(3, arch.Conv("c", "x", 4, stride=stride, cap=None)).eval()
+    x = torch.randn(2, 3, *size, requires_grad=True)
+    top, bottom = arch.same_padding(size[0], 3, stride)
+    left, right = arch.same_padding(size[1], 3, stride)
+    expected = torch.relu(layer.bn(torch.nn.functional.conv2d(
+        torch.nn.functional.pad(x, (left, right, top, bottom)), layer.conv.weight, stride=stride)))
+    got = layer(x)
+    assert got.shape == expected.shape == (2, 4, -(-size[0] // stride), -(-size[1] // stride))
+    assert torch.allclose(got, expected, atol=1e-6)
+    grad_got, = torch.autograd.grad(got.sum(), x)
+    grad_expected, = torch.autograd.grad(expected.sum(), x)
+    assert torch.allclose(grad_got, grad_expected, atol=1e-6)
+
+
 def test_a_capped_head_never_puts_more_than_its_ceiling_in_a_cell():
     """The ceiling counts the positive weights only: the units behind negative
     ones do most for a cell when they are off."""

@@ -118,6 +118,20 @@ _L = ([Conv("stem1", INPUT, 16, stride=2), Conv("stem2", "stem1", 32, stride=2),
        Conv("s8a", "stem3", 64, stride=2), Conv("s8b", "s8a", 64), Conv("s8c", "s8b", 64)]
       + _context_and_head("s8c"))
 
+def _slim_context(layers: list[Layer], context: int, head1: int) -> list[Layer]:
+    """`layers` with the 1/16 and 1/32 stages `context` channels wide and the
+    first head convolution `head1` wide: the same graph for a larger input
+    under the same multiply-accumulates (the 1/8 path, where heads are found,
+    keeps its width)."""
+    def slim(layer: Layer) -> Layer:
+        if isinstance(layer, Conv) and layer.name in ("s16a", "s16b", "s32a", "s32b", "s32d", "s16c"):
+            return replace(layer, filters=context)
+        if isinstance(layer, Conv) and layer.name == "head1":
+            return replace(layer, filters=head1)
+        return layer
+    return [slim(l) for l in layers]
+
+
 ARCHS: dict[str, list[Layer]] = {
     # The first shipped model: 0.48 GMAC at 512x384.
     "s": _STEM + [
@@ -138,6 +152,10 @@ ARCHS: dict[str, list[Layer]] = {
     # "m+" is the shipped model (v7).
     "m+": _open_head(_M),
     "l+": _open_head(_L),
+    # "m+" with 96-channel context stages and a 48-channel head1: 0.60 GMAC at
+    # 512x384, 0.94 at 640x480 (a Mall frame unscaled, ShanghaiTech B at 0.625),
+    # where "m+" would take 1.23; a training step of 64 patches 0.84x "m+"'s.
+    "m+96": _slim_context(_open_head(_M), context=96, head1=48),
 }
 
 

@@ -168,6 +168,19 @@ def parse_jitter(text: str) -> tuple[str, tuple[float, float]]:
     return name, (lo, hi)
 
 
+def parse_mix(text: str) -> tuple[str, float]:
+    """argparse type: 'NAME=SHARE' -> (NAME, SHARE), a dataset's share of the
+    training patches (relative: the shares are normalised over the datasets trained on)."""
+    name, _, share = text.partition("=")
+    try:
+        value = float(share)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected DATASET=SHARE, e.g. shanghaitech_b=0.7") from None
+    if name not in MIX or not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected one of {', '.join(MIX)} and SHARE > 0")
+    return name, value
+
+
 def parse_input_size(text: str) -> tuple[int, int]:
     """argparse type: 'WxH' -> (W, H), both sides multiples of 32 (the deepest stride)."""
     try:
@@ -215,11 +228,13 @@ class PatchSampler:
     """Augmented training patches and their density targets, from a seeded generator."""
 
     def __init__(self, train: dict, rng: np.random.Generator, patch=PATCH, stride=STRIDE,
-                 empty_share: float = EMPTY_SHARE, jitter: dict | None = None):
+                 empty_share: float = EMPTY_SHARE, jitter: dict | None = None,
+                 mix: dict | None = None):
         self.train = {k: v for k, v in train.items() if v}
         self.jitter = {**JITTER, **(jitter or {})}
+        mix = {**MIX, **(mix or {})}
         names = list(self.train)
-        p = np.array([MIX.get(n, 0.1) for n in names], np.float64)
+        p = np.array([mix.get(n, 0.1) for n in names], np.float64)
         self.names, self.p = names, p / p.sum()
         self.rng, self.patch, self.stride = rng, patch, stride
         self.empty_share = empty_share

@@ -84,6 +84,8 @@ def parse_args(argv=None):
     p.add_argument("--jitter", type=D.parse_jitter, action="append", default=[], metavar="NAME=LO:HI",
                    help="a dataset's patch scale range instead of data.JITTER's (below 1 zooms "
                         "out: smaller heads, denser crowds)")
+    p.add_argument("--mix", type=D.parse_mix, action="append", default=[], metavar="NAME=SHARE",
+                   help="a dataset's share of the patches instead of data.MIX's (relative)")
     p.add_argument("--init", type=Path, help="start from these weights: .npz in Keras layout "
                    "(python -m models.training.net converts a .weights.h5) or a shipped int8 "
                    ".tflite (from_tflite.py)")
@@ -142,10 +144,11 @@ class Patches(torch.utils.data.IterableDataset):
     DataLoader takes batches from its workers in turn, so they arrive in step order."""
 
     def __init__(self, train: dict, batch: int, seed: int, start: int, stop: int, empty_share: float,
-                 points: bool = False, jitter: dict | None = None, small_until: int = 0):
+                 points: bool = False, jitter: dict | None = None, small_until: int = 0,
+                 mix: dict | None = None):
         self.train, self.batch, self.seed = train, batch, seed
         self.start, self.stop, self.empty_share, self.points = start, stop, empty_share, points
-        self.jitter, self.small_until = jitter, small_until
+        self.jitter, self.small_until, self.mix = jitter, small_until, mix
 
     def patch_size(self, step: int) -> tuple[int, int]:
         """Steps before small_until train on SMALL_PATCH, the rest on data.PATCH."""
@@ -157,7 +160,7 @@ class Patches(torch.utils.data.IterableDataset):
         for step in range(self.start + k, self.stop, w):
             sampler = D.PatchSampler(self.train, np.random.default_rng([self.seed, step]),
                                      patch=self.patch_size(step), empty_share=self.empty_share,
-                                     jitter=self.jitter)
+                                     jitter=self.jitter, mix=self.mix)
             x, y, *pts = sampler.batch(self.batch, points=self.points)
             # Patch pixels are whole grey levels: uint8 is exact and a quarter of the traffic.
             yield (torch.from_numpy(x.astype(np.uint8)), torch.from_numpy(y),
@@ -321,7 +324,8 @@ def main(argv=None) -> None:
     loader = torch.utils.data.DataLoader(
         Patches(train, args.batch, args.seed, start_epoch * args.steps,
                 steps_total or 2 ** 62, args.empty_share, points=args.bayes > 0,
-                jitter=dict(args.jitter), small_until=args.small_patches * args.steps),
+                jitter=dict(args.jitter), small_until=args.small_patches * args.steps,
+                mix=dict(args.mix)),
         batch_size=None, num_workers=args.workers, pin_memory=dev.type == "cuda",
         prefetch_factor=4 if args.workers else None, persistent_workers=False)
     batches = iter(loader)
