@@ -194,27 +194,22 @@ def test_a_mix_sets_each_datasets_share_of_the_patches():
     assert share_without_heads({"mall": 0.25, "shanghaitech_b": 0.75}) == pytest.approx(0.75, abs=0.08)
 
 
-@pytest.mark.parametrize("text, parsed", [("shanghaitech_b=0.75", ("shanghaitech_b", 0.75)),
-                                          ("mall=1", ("mall", 1.0))])
-def test_mix_reads_dataset_and_share(text, parsed):
-    assert training_data.parse_mix(text) == parsed
+@pytest.mark.parametrize("parse, text, parsed", [
+    ("parse_mix", "shanghaitech_b=0.75", ("shanghaitech_b", 0.75)),
+    ("parse_mix", "mall=1", ("mall", 1.0)),
+    ("parse_jitter", "shanghaitech_b=0.5:1.4", ("shanghaitech_b", (0.5, 1.4))),
+])
+def test_a_dataset_option_reads_the_dataset_and_its_value(parse, text, parsed):
+    assert getattr(training_data, parse)(text) == parsed
 
 
-@pytest.mark.parametrize("text", ["shanghaitech_b", "shanghaitechb=0.7", "mall=0", "mall=-1", "mall=a"])
-def test_a_mix_that_makes_no_sense_is_refused_by_name(text):
+@pytest.mark.parametrize("parse, text", [
+    *(("parse_mix", t) for t in ["shanghaitech_b", "shanghaitechb=0.7", "mall=0", "mall=-1", "mall=a"]),
+    *(("parse_jitter", t) for t in ["shanghaitech_b", "=0.5:1", "mall=1.4:0.5", "mall=0:1", "mall=a:b"]),
+])
+def test_a_dataset_option_that_makes_no_sense_is_refused_by_name(parse, text):
     with pytest.raises(Exception, match=re.escape(text)):
-        training_data.parse_mix(text)
-
-
-@pytest.mark.parametrize("text, parsed", [("shanghaitech_b=0.5:1.4", ("shanghaitech_b", (0.5, 1.4)))])
-def test_jitter_reads_dataset_and_scale_range(text, parsed):
-    assert training_data.parse_jitter(text) == parsed
-
-
-@pytest.mark.parametrize("text", ["shanghaitech_b", "=0.5:1", "mall=1.4:0.5", "mall=0:1", "mall=a:b"])
-def test_a_jitter_that_makes_no_sense_is_refused_by_name(text):
-    with pytest.raises(Exception, match=re.escape(text)):
-        training_data.parse_jitter(text)
+        getattr(training_data, parse)(text)
 
 
 @pytest.mark.parametrize("text, size", [("512x384", (512, 384)), ("576X416", (576, 416))])
