@@ -118,11 +118,12 @@ _L = ([Conv("stem1", INPUT, 16, stride=2), Conv("stem2", "stem1", 32, stride=2),
        Conv("s8a", "stem3", 64, stride=2), Conv("s8b", "s8a", 64), Conv("s8c", "s8b", 64)]
       + _context_and_head("s8c"))
 
+
 def _slim_context(layers: list[Layer], context: int, head1: int) -> list[Layer]:
     """`layers` with the 1/16 and 1/32 stages `context` channels wide and the
-    first head convolution `head1` wide: the same graph for a larger input
-    under the same multiply-accumulates (the 1/8 path, where heads are found,
-    keeps its width)."""
+    first head convolution `head1` wide: the same graph, cheap enough to run
+    a larger input under the compute bar (the 1/8 path, where heads are
+    found, keeps its width)."""
     def slim(layer: Layer) -> Layer:
         if isinstance(layer, Conv) and layer.name in ("s16a", "s16b", "s32a", "s32b", "s32d", "s16c"):
             return replace(layer, filters=context)
