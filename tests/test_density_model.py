@@ -166,6 +166,17 @@ def test_points_leave_the_patch_stream_unchanged():
     np.testing.assert_array_equal(a[1], b[1])
 
 
+def test_sources_name_each_patch_dataset_and_leave_the_stream_unchanged():
+    items = {"mall": _sampler_items()["mall"][:1], "shanghaitech_b": _sampler_items()["mall"][1:]}
+    a = training_data.PatchSampler(items, np.random.default_rng(9), empty_share=0.3).batch(40, points=True)
+    x, y, sources, pts = training_data.PatchSampler(items, np.random.default_rng(9), empty_share=0.3).batch(
+        40, points=True, sources=True)
+    np.testing.assert_array_equal(a[0], x)
+    np.testing.assert_array_equal(a[2], pts)
+    assert set(sources) == {"mall", "shanghaitech_b", ""}
+    np.testing.assert_array_equal(y[sources == ""].sum((1, 2, 3)), 0.0)
+
+
 def test_a_zoomed_out_jitter_puts_more_heads_in_each_patch():
     """Scale 0.5 crops twice the width and height of the image: four times the heads
     of scale 1, each at half the size."""

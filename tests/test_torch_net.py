@@ -146,6 +146,49 @@ def test_density_from_gives_the_density_terms_only_to_crowded_patches():
     assert loss(100.0) == 0.0
 
 
+def test_density_on_gives_the_density_terms_only_to_the_marked_patches():
+    """--density-on marks each patch 1 (its dataset gets the density-map terms) or
+    0; an unmarked patch keeps only the negative-output term (zero here)."""
+    y = torch.full((2, 1, 6, 8), 0.25)
+    p = torch.full((2, 1, 6, 8), 0.5)
+
+    def loss(on, which=slice(None)):
+        return float(train_torch.patch_loss(p[which], y[which], density_on=on)[0])
+
+    assert loss(None) > 0
+    assert loss(torch.tensor([1.0, 1.0])) == pytest.approx(loss(None))
+    assert loss(torch.tensor([0.0, 1.0])) == pytest.approx(loss(None, slice(1, 2)) / 2)
+    assert loss(torch.tensor([0.0, 0.0])) == 0.0
+
+
+def test_the_patch_stream_marks_the_patches_of_the_density_on_datasets(tmp_path):
+    """Each batch carries one mark a patch: 1 for a patch of a --density-on dataset,
+    0 for another dataset's or a people-free patch; 1 for every patch without the option."""
+    data_module = importlib.import_module("models.training.data")
+    data = _tiny_mall(tmp_path / "data")
+    train, _ = data_module.load_split(data)
+    train["shanghaitech_b"] = train["mall"][:2]
+
+    def marks(density_on):
+        stream = train_torch.Patches(train, 32, seed=1, start=0, stop=1, empty_share=0.2,
+                                     density_on=density_on)
+        return next(iter(stream))[2]
+
+    sources = data_module.PatchSampler(train, np.random.default_rng([1, 0]), empty_share=0.2).batch(
+        32, sources=True)[2]
+    assert set(sources) == {"mall", "shanghaitech_b", ""}
+    np.testing.assert_array_equal(marks(("shanghaitech_b",)).numpy(), sources == "shanghaitech_b")
+    np.testing.assert_array_equal(marks(()).numpy(), np.ones(32))
+
+
+def test_density_on_a_dataset_the_run_does_not_train_on_is_refused(tmp_path):
+    data = _tiny_mall(tmp_path / "data")
+    with pytest.raises(SystemExit, match="--density-on shanghaitech_a: not a dataset of this run"):
+        train_torch.main(["--data", str(data), "--out", str(tmp_path / "run"), "--epochs", "1",
+                          "--steps", "1", "--device", "cpu", "--workers", "0",
+                          "--density-on", "shanghaitech_a"])
+
+
 def test_small_patches_train_the_first_epochs_on_half_side_patches_then_full_ones(tmp_path):
     """--small-patches E: the steps of the first E epochs make 128x96 patches (a quarter
     of the compute), the later steps 256x192; head points stay inside their patch."""
@@ -155,9 +198,9 @@ def test_small_patches_train_the_first_epochs_on_half_side_patches_then_full_one
     stream = train_torch.Patches(train, 3, seed=1, start=0, stop=4, empty_share=0.0,
                                  points=True, small_until=2)
     batches = list(stream)
-    sizes = [tuple(x.shape[1:3]) for x, _, _ in batches]
+    sizes = [tuple(x.shape[1:3]) for x, *_ in batches]
     assert sizes == [(96, 128), (96, 128), (192, 256), (192, 256)]
-    for x, y, points in batches:
+    for x, y, _, points in batches:
         assert tuple(y.shape[1:3]) == (x.shape[1] // 8, x.shape[2] // 8)
         inside = points[~torch.isnan(points).any(-1)]
         assert bool(((inside >= 0) & (inside < torch.tensor([x.shape[2], x.shape[1]]))).all())
@@ -174,3 +217,21 @@ def test_a_run_with_small_patches_trains_and_validates_on_whole_images(tmp_path)
     assert [r["epoch"] for r in rows] == [1, 2]
     assert all(np.isfinite(r["val"]["mall"]["mae"]) for r in rows)
     assert (out / "best.npz").is_file()
+
+
+def test_a_bf16_run_follows_the_float_run_and_saves_float32_weights(tmp_path):
+    """--bf16 runs the forward pass in bfloat16 only: the same seeded steps give
+    nearly the same loss, and the weights it keeps and saves stay float32."""
+    data = _tiny_mall(tmp_path / "data")
+    rows, weights = {}, {}
+    for name, extra in (("float", []), ("bf16", ["--bf16"])):
+        out = tmp_path / name
+        train_torch.main(["--data", str(data), "--out", str(out), "--arch", "m+", "--epochs", "1",
+                          "--steps", "2", "--warmup", "1", "--batch", "4", "--workers", "0",
+                          "--device", "cpu", "--seed", "1", "--bayes", "1", "--density-weight", "0",
+                          *extra])
+        rows[name] = json.loads((out / "log.jsonl").read_text().splitlines()[-1])
+        weights[name] = np.load(out / "best.npz")
+    assert rows["bf16"]["loss"] == pytest.approx(rows["float"]["loss"], rel=0.05)
+    assert rows["bf16"]["loss"] != rows["float"]["loss"]
+    assert all(weights["bf16"][k].dtype == np.float32 for k in weights["bf16"].files)

@@ -239,32 +239,39 @@ class PatchSampler:
         self.rng, self.patch, self.stride = rng, patch, stride
         self.empty_share = empty_share
 
-    def batch(self, size: int, points: bool = False):
-        """(x, y): `size` patches and their density targets; with `points`, also
-        size x N x 2 head points in patch pixels, NaN where a patch has fewer than
-        N (N at least 1), for point-supervised losses (bayes_loss.py)."""
+    def batch(self, size: int, points: bool = False, sources: bool = False):
+        """(x, y): `size` patches and their density targets; with `sources`, then
+        each patch's dataset name ("" for a patch with nobody in it); with `points`,
+        last, size x N x 2 head points in patch pixels, NaN where a patch has fewer
+        than N (N at least 1), for point-supervised losses (bayes_loss.py)."""
         pw, ph = self.patch
         x = np.empty((size, ph, pw, 1), np.float32)
         y = np.empty((size, ph // self.stride, pw // self.stride, 1), np.float32)
-        heads = []
+        heads, names = [], []
         for i in range(size):
-            x[i, ..., 0], y[i, ..., 0], pts = self.one()
+            x[i, ..., 0], y[i, ..., 0], pts, name = self.one_of()
             heads.append(pts)
+            names.append(name)
+        named = (x, y, np.array(names)) if sources else (x, y)
         if not points:
-            return x, y
+            return named
         pts = np.full((size, max(1, max(len(h) for h in heads)), 2), np.nan, np.float32)
         for i, h in enumerate(heads):
             pts[i, :len(h)] = h
-        return x, y, pts
+        return (*named, pts)
 
     def one(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(patch, density target, n x 2 head points inside the patch in patch pixels;
         none for a teacher's density, which has no points)."""
+        return self.one_of()[:3]
+
+    def one_of(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+        """one() and the name of the dataset the patch was cut from ("" for an empty one)."""
         rng = self.rng
         # No draw at all when off, so that a run without empty patches sees the same
         # patch stream as before they existed.
         if self.empty_share > 0 and rng.random() < self.empty_share:
-            return self.empty()
+            return (*self.empty(), "")
         name = self.names[rng.choice(len(self.names), p=self.p)]
         items = self.train[name]
         item = items[rng.integers(len(items))]
@@ -306,7 +313,7 @@ class PatchSampler:
             out += rng.normal(0.0, rng.uniform(1.0, 7.0), out.shape).astype(np.float32)
             np.clip(out, 0, 255, out=out)
             np.round(out, out=out)
-        return out, target, pts
+        return out, target, pts, name
 
     def empty(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """A frame with nobody in it: a flat or graded level, noised, target zero."""
