@@ -235,3 +235,15 @@ def test_a_bf16_run_follows_the_float_run_and_saves_float32_weights(tmp_path):
     assert rows["bf16"]["loss"] == pytest.approx(rows["float"]["loss"], rel=0.05)
     assert rows["bf16"]["loss"] != rows["float"]["loss"]
     assert all(weights["bf16"][k].dtype == np.float32 for k in weights["bf16"].files)
+
+
+def test_the_recipe_with_bf16_trains_both_cpu_stages_in_bf16(tmp_path):
+    recipe = importlib.import_module("models.training.recipe")
+    data = _tiny_mall(tmp_path / "data")
+    out = tmp_path / "recipe"
+    recipe.main(["--cpu", "--bf16", "--smoke", "--data", str(data), "--out", str(out)])
+    for stage in ("cpu", "cpu-more"):
+        args = json.loads((out / stage / "state.json").read_text())["args"]
+        assert args["bf16"] == "True"
+        assert (out / stage / "best.npz").is_file()
+    assert json.loads((out / "cpu-more" / "state.json").read_text())["args"]["init"].endswith("best.npz")
