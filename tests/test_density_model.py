@@ -153,7 +153,7 @@ def test_patch_points_are_the_heads_the_target_counts():
 def test_patch_points_sit_where_the_target_puts_its_mass():
     sampler = training_data.PatchSampler(_sampler_items(), np.random.default_rng(8), empty_share=0.0)
     for _ in range(10):
-        _, target, pts = sampler.one()
+        _, target, pts, _ = sampler.one()
         for head in pts:  # the target cell under a head holds part of its blob
             j, i = np.floor((head + 0.5) / 8).astype(int)
             assert target[min(i, 23), min(j, 31)] > 0.01

@@ -249,7 +249,7 @@ class PatchSampler:
         y = np.empty((size, ph // self.stride, pw // self.stride, 1), np.float32)
         heads, names = [], []
         for i in range(size):
-            x[i, ..., 0], y[i, ..., 0], pts, name = self.one_of()
+            x[i, ..., 0], y[i, ..., 0], pts, name = self.one()
             heads.append(pts)
             names.append(name)
         named = (x, y, np.array(names)) if sources else (x, y)
@@ -260,13 +260,10 @@ class PatchSampler:
             pts[i, :len(h)] = h
         return (*named, pts)
 
-    def one(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(patch, density target, n x 2 head points inside the patch in patch pixels;
-        none for a teacher's density, which has no points)."""
-        return self.one_of()[:3]
-
-    def one_of(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
-        """one() and the name of the dataset the patch was cut from ("" for an empty one)."""
+    def one(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+        """(patch, density target, n x 2 head points inside the patch in patch pixels
+        (none for a teacher's density, which has no points), the name of the dataset
+        it was cut from ("" for a patch with nobody in it))."""
         rng = self.rng
         # No draw at all when off, so that a run without empty patches sees the same
         # patch stream as before they existed.
