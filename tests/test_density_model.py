@@ -189,6 +189,22 @@ def test_a_zoomed_out_jitter_puts_more_heads_in_each_patch():
     assert mean_heads(0.5) == pytest.approx(4 * mean_heads(1.0), rel=0.15)
 
 
+def test_a_crop_larger_than_the_image_pads_with_flat_grey_not_mirrored_people():
+    """A 512x384 patch at scale 0.5 crops twice the image's sides: the image fills the
+    middle quarter, and the margin, which the target counts nobody in, shows nothing."""
+    items = _sampler_items()
+    blocks = np.random.default_rng(13).integers(0, 256, (12, 16), dtype=np.uint8)
+    for item in items["mall"]:  # 32-pixel blocks: structure that survives the halving and blur
+        item.image = np.kron(blocks, np.ones((32, 32), np.uint8))
+    sampler = training_data.PatchSampler(items, np.random.default_rng(12), patch=(512, 384),
+                                         empty_share=0.0, jitter={"mall": (0.5, 0.5)})
+    for _ in range(6):
+        patch, target, pts, _ = sampler.one()
+        assert patch[:, :120].std() < 10 and patch[:80].std() < 10  # noise at most
+        assert patch[110:270, 140:370].std() > 30
+        assert target.sum() == pytest.approx(len(pts), abs=1e-3) and len(pts) == 40
+
+
 def test_a_mix_sets_each_datasets_share_of_the_patches():
     """ShanghaiTech B's images here hold nobody, so a patch without heads came from it."""
     items = _sampler_items()

@@ -206,6 +206,24 @@ def test_small_patches_train_the_first_epochs_on_half_side_patches_then_full_one
         assert bool(((inside >= 0) & (inside < torch.tensor([x.shape[2], x.shape[1]]))).all())
 
 
+def test_patch_sets_the_training_patch_and_its_half_side_small_patches(tmp_path):
+    """--patch 384x288: the patch stream cuts patches of that size, and --small-patches
+    halves that size, not the default patch's; targets stay at an eighth of the side."""
+    data_module = importlib.import_module("models.training.data")
+    data = _tiny_mall(tmp_path / "data")
+    train, _ = data_module.load_split(data)
+    stream = train_torch.Patches(train, 2, seed=1, start=0, stop=3, empty_share=0.0,
+                                 points=True, small_until=1, patch=(384, 288))
+    batches = list(stream)
+    assert [tuple(x.shape[1:3]) for x, *_ in batches] == [(144, 192), (288, 384), (288, 384)]
+    for x, y, *_ in batches:
+        assert tuple(y.shape[1:3]) == (x.shape[1] // 8, x.shape[2] // 8)
+    assert train_torch.parse_args(["--data", "d", "--out", "o", "--epochs", "1",
+                                   "--patch", "384x288"]).patch == (384, 288)
+    with pytest.raises(SystemExit):
+        train_torch.parse_args(["--data", "d", "--out", "o", "--epochs", "1", "--patch", "300x200"])
+
+
 def test_a_run_with_small_patches_trains_and_validates_on_whole_images(tmp_path):
     data = _tiny_mall(tmp_path / "data")
     out = tmp_path / "run"

@@ -286,8 +286,13 @@ class PatchSampler:
         ty = s * (-y0) + (s - 1) * 0.5
         m = np.array([[ax, 0.0, tx], [0.0, s, ty]])
         interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
-        img = cv2.warpAffine(item.image, m, (pw, ph), flags=interp,
-                             borderMode=cv2.BORDER_REFLECT_101)
+        if cw > w or ch > h:
+            # A crop larger than the image: a mirrored border would show people the
+            # target does not count, so the margin is a flat grey, which counts none.
+            border = dict(borderMode=cv2.BORDER_CONSTANT, borderValue=float(item.image.mean()))
+        else:
+            border = dict(borderMode=cv2.BORDER_REFLECT_101)
+        img = cv2.warpAffine(item.image, m, (pw, ph), flags=interp, **border)
         if item.density is None:
             pts = item.points @ m[:, :2].T + m[:, 2]
             sig = np.clip(item.sigmas * s / self.stride, *SIGMA_CELLS)

@@ -108,8 +108,12 @@ def parse_args(argv=None):
     p.add_argument("--teacher-arch", default="m", help="the --teacher's network size (default m)")
     p.add_argument("--teacher-video", type=Path, action="append", default=[],
                    help="with --teacher: also train on this video's frames, labelled by the teacher")
+    p.add_argument("--patch", type=D.parse_input_size, default=D.PATCH, metavar="WxH",
+                   help="training patch size (default %(default)s, a quarter of the deployed "
+                        "frame); a larger patch gives the deep layers the context they see "
+                        "on a whole frame (shrink --batch to keep a step's pixels)")
     p.add_argument("--small-patches", type=int, default=0, metavar="EPOCHS",
-                   help=f"train the first EPOCHS epochs on {SMALL_PATCH[0]}x{SMALL_PATCH[1]} patches "
+                   help="train the first EPOCHS epochs on patches of half the side "
                         "(a quarter of the compute; progressive resizing)")
     p.add_argument("--eval-from", type=int, default=1, help="validate from this epoch on")
     p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
@@ -140,9 +144,6 @@ def patch_count_error(density: torch.Tensor, points: torch.Tensor) -> torch.Tens
     return (density.sum((1, 2, 3)) - heads_per_patch(points)).abs().mean()
 
 
-# Progressive resizing (--small-patches): half the side, a quarter of the pixels and
-# of a step's compute, at the same scale, so heads look as they will at full size.
-SMALL_PATCH = (D.PATCH[0] // 2, D.PATCH[1] // 2)
 
 
 class Patches(torch.utils.data.IterableDataset):
@@ -152,15 +153,19 @@ class Patches(torch.utils.data.IterableDataset):
 
     def __init__(self, train: dict, batch: int, seed: int, start: int, stop: int, empty_share: float,
                  points: bool = False, jitter: dict | None = None, small_until: int = 0,
-                 mix: dict | None = None, density_on: tuple[str, ...] = ()):
-        self.train, self.batch, self.seed = train, batch, seed
+                 mix: dict | None = None, density_on: tuple[str, ...] = (),
+                 patch: tuple[int, int] = D.PATCH):
+        self.train, self.batch, self.seed, self.patch = train, batch, seed, patch
         self.density_on = density_on
         self.start, self.stop, self.empty_share, self.points = start, stop, empty_share, points
         self.jitter, self.small_until, self.mix = jitter, small_until, mix
 
     def patch_size(self, step: int) -> tuple[int, int]:
-        """Steps before small_until train on SMALL_PATCH, the rest on data.PATCH."""
-        return SMALL_PATCH if step < self.small_until else D.PATCH
+        """Steps before small_until train on patches of half the side (progressive
+        resizing: a quarter of the compute, at the same scale, so heads look as they
+        will at full size), the rest on the full patch."""
+        w, h = self.patch
+        return (w // 2, h // 2) if step < self.small_until else (w, h)
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
@@ -341,7 +346,7 @@ def main(argv=None) -> None:
         Patches(train, args.batch, args.seed, start_epoch * args.steps,
                 steps_total or 2 ** 62, args.empty_share, points=args.bayes > 0,
                 jitter=dict(args.jitter), small_until=args.small_patches * args.steps,
-                mix=dict(args.mix), density_on=tuple(args.density_on)),
+                mix=dict(args.mix), density_on=tuple(args.density_on), patch=args.patch),
         batch_size=None, num_workers=args.workers, pin_memory=dev.type == "cuda",
         prefetch_factor=4 if args.workers else None, persistent_workers=False)
     batches = iter(loader)
