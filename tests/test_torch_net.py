@@ -265,3 +265,43 @@ def test_the_recipe_with_bf16_trains_both_cpu_stages_in_bf16(tmp_path):
         assert args["bf16"] == "True"
         assert (out / stage / "best.npz").is_file()
     assert json.loads((out / "cpu-more" / "state.json").read_text())["args"]["init"].endswith("best.npz")
+
+
+# --- "m+x2": "m+" on a frame of twice the side --------------------------------
+
+def test_m_x2_outputs_one_cell_per_16_pixels_of_its_doubled_frame():
+    arch = importlib.import_module("models.training.arch")
+    assert arch.output_stride("m+") == 8 and arch.output_stride("m+x2") == 16
+    net = torch_net.DensityNet("m+x2").eval()
+    with torch.no_grad():
+        assert tuple(net(torch.zeros(1, 1, 192, 256)).shape) == (1, 1, 12, 16)
+    assert arch.macs("m+x2", 1024, 768) < 1.0e9
+
+
+def test_widened_weights_see_the_full_frame_as_m_plus_saw_it_halved():
+    """widen.py: "m+x2"'s first two layers on a frame give what "m+"'s gave on the
+    frame halved (the daemon's 0.5 resize averages 2x2 pixels), up to the one
+    native pixel the 6x6 stride-4 padding shifts the window by: on a smooth frame,
+    within a few per cent; the rest of the network is the same weights."""
+    widen = importlib.import_module("models.training.widen")
+    torch.manual_seed(3)
+    small = torch_net.DensityNet("m+").eval()
+    arrays = torch_net.keras_arrays(small)
+    big = torch_net.DensityNet("m+x2").eval()
+    torch_net.load_keras_arrays(big, widen.widen(arrays, seed=1))
+    rng = np.random.default_rng(4)
+    frame = cv2.GaussianBlur(rng.uniform(0, 255, (384, 512)).astype(np.float32), (0, 0), 6)
+    frame = (frame - frame.min()) / np.ptp(frame) * 255
+    halved = cv2.resize(frame, (256, 192), interpolation=cv2.INTER_LINEAR)
+
+    def stem(net, image):
+        with torch.no_grad():
+            return net.convs["stem2"](net.convs["stem1"](torch.from_numpy(image)[None, None]))
+
+    a, b = stem(small, halved), stem(big, frame)
+    assert a.shape == b.shape == (1, 24, 48, 64)
+    difference = float((b - a).abs().mean()) / float(a.abs().mean())
+    assert 0 < difference < 0.05  # a shifted window, not the same computation
+    later = [k for k in arrays if not k.startswith(("stem1", "stem2/"))]
+    widened = torch_net.keras_arrays(big)
+    assert all(np.array_equal(widened[k], arrays[k]) for k in later)

@@ -157,6 +157,16 @@ ARCHS: dict[str, list[Layer]] = {
     # 512x384, 0.94 at 640x480 (a Mall frame unscaled, ShanghaiTech B at 0.625),
     # where "m+" would take 1.23; a training step of 64 patches 0.84x "m+"'s.
     "m+96": _slim_context(_open_head(_M), context=96, head1=48),
+    # "m+" on a frame of twice the side (1024x768: ShanghaiTech B unscaled, output
+    # stride 16): its first convolution, 6x6 with stride 4 and 24 channels, reads
+    # the native pixels where "m+" reads a half-size frame through a 3x3 stride 2.
+    # Everything after it is "m+"'s, at the same 1/4-of-512 resolution, so the cost
+    # grows by that layer and stem2's wider input only: 0.85 GMAC. Why: at 512x384
+    # ShanghaiTech B's far-field heads are 2-4 px apart, and its densest validation
+    # images lose their undercount there (model card, "Toward the bars").
+    # `widen.py` starts it from trained "m+" weights.
+    "m+x2": [Conv("stem1", INPUT, 24, kernel=6, stride=4),
+             *[replace(l, filters=24) if l.name == "stem2" else l for l in _open_head(_M)[1:]]],
 }
 
 
@@ -164,6 +174,21 @@ def layers_of(arch: str) -> list[Layer]:
     if arch not in ARCHS:
         raise ValueError(f"unknown architecture {arch!r}; one of {', '.join(ARCHS)}")
     return ARCHS[arch]
+
+
+def output_stride(arch: str) -> int:
+    """Input pixels per output cell, along each side."""
+    scale = {INPUT: 1}
+    for layer in layers_of(arch):
+        if isinstance(layer, Conv):
+            scale[layer.name] = scale[layer.source] * layer.stride
+        elif isinstance(layer, Upsample):
+            scale[layer.name] = scale[layer.source] // 2
+        elif isinstance(layer, Add):
+            scale[layer.name] = scale[layer.sources[0]]
+        else:
+            scale[layer.name] = scale[layer.source]
+    return scale[layers_of(arch)[-1].name]
 
 
 def channels(arch: str) -> dict[str, int]:

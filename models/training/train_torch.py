@@ -128,11 +128,12 @@ def heads_per_patch(points: torch.Tensor) -> torch.Tensor:
 
 
 def dense_weighted_bayesian_loss(density: torch.Tensor, points: torch.Tensor, sigma: float,
-                                 background: float, dense_ref: float = 0.0) -> torch.Tensor:
+                                 background: float, dense_ref: float = 0.0,
+                                 stride: int = D.STRIDE) -> torch.Tensor:
     """The batch's mean Bayesian loss; with dense_ref, a patch of more heads than
     dense_ref weighs as one of dense_ref (x dense_ref / heads): the loss sums over
     heads, so without it ShanghaiTech A's crowds of hundreds drown every other patch."""
-    loss = bayesian_loss(density, points, D.STRIDE, sigma, background)
+    loss = bayesian_loss(density, points, stride, sigma, background)
     if dense_ref > 0:
         loss = loss * (dense_ref / heads_per_patch(points).clamp(min=1.0)).clamp(max=1.0)
     return loss.mean()
@@ -154,8 +155,8 @@ class Patches(torch.utils.data.IterableDataset):
     def __init__(self, train: dict, batch: int, seed: int, start: int, stop: int, empty_share: float,
                  points: bool = False, jitter: dict | None = None, small_until: int = 0,
                  mix: dict | None = None, density_on: tuple[str, ...] = (),
-                 patch: tuple[int, int] = D.PATCH):
-        self.train, self.batch, self.seed, self.patch = train, batch, seed, patch
+                 patch: tuple[int, int] = D.PATCH, stride: int = D.STRIDE):
+        self.train, self.batch, self.seed, self.patch, self.stride = train, batch, seed, patch, stride
         self.density_on = density_on
         self.start, self.stop, self.empty_share, self.points = start, stop, empty_share, points
         self.jitter, self.small_until, self.mix = jitter, small_until, mix
@@ -173,7 +174,7 @@ class Patches(torch.utils.data.IterableDataset):
         for step in range(self.start + k, self.stop, w):
             sampler = D.PatchSampler(self.train, np.random.default_rng([self.seed, step]),
                                      patch=self.patch_size(step), empty_share=self.empty_share,
-                                     jitter=self.jitter, mix=self.mix)
+                                     jitter=self.jitter, mix=self.mix, stride=self.stride)
             x, y, sources, *pts = sampler.batch(self.batch, points=self.points, sources=True)
             on = np.isin(sources, self.density_on) if self.density_on else np.ones(len(x), bool)
             # Patch pixels are whole grey levels: uint8 is exact and a quarter of the traffic.
@@ -346,7 +347,8 @@ def main(argv=None) -> None:
         Patches(train, args.batch, args.seed, start_epoch * args.steps,
                 steps_total or 2 ** 62, args.empty_share, points=args.bayes > 0,
                 jitter=dict(args.jitter), small_until=args.small_patches * args.steps,
-                mix=dict(args.mix), density_on=tuple(args.density_on), patch=args.patch),
+                mix=dict(args.mix), density_on=tuple(args.density_on), patch=args.patch,
+                stride=A.output_stride(args.arch)),
         batch_size=None, num_workers=args.workers, pin_memory=dev.type == "cuda",
         prefetch_factor=4 if args.workers else None, persistent_workers=False)
     batches = iter(loader)
@@ -386,7 +388,8 @@ def main(argv=None) -> None:
             if heads:
                 points, people = heads[0].to(dev, non_blocking=True), p / scale
                 loss = loss + args.bayes * dense_weighted_bayesian_loss(
-                    people, points, args.bayes_sigma, args.bayes_background, args.dense_ref)
+                    people, points, args.bayes_sigma, args.bayes_background, args.dense_ref,
+                    A.output_stride(args.arch))
                 if args.bayes_count:
                     loss = loss + args.bayes_count * patch_count_error(people, points)
             opt.zero_grad(set_to_none=True)
