@@ -230,7 +230,8 @@ def main(argv=None) -> None:
     path = args.out / f"{args.name}.tflite"
     path.write_bytes(int8)
     info = {"weights": chosen, "val_float_keras": metrics, "score": score, "macs": macs,
-            "input": [1, h, w, 1], "arch": args.arch, "output_stride": arch.output_stride(args.arch), "int8_bytes": len(int8),
+            "input": [1, h, w, 1], "arch": args.arch, "output_stride": arch.output_stride(args.arch),
+            "int8_bytes": len(int8),
             "calibration_images": len(images) + 1, "output_bias_correction": correction,
             "candidates": {r[1]: r[3] for r in results}}
     (args.out / "export.json").write_text(json.dumps(info, indent=1))

@@ -109,7 +109,7 @@ def parse_args(argv=None):
     p.add_argument("--teacher-video", type=Path, action="append", default=[],
                    help="with --teacher: also train on this video's frames, labelled by the teacher")
     p.add_argument("--patch", type=D.parse_input_size, default=D.PATCH, metavar="WxH",
-                   help="training patch size (default %(default)s, a quarter of the deployed "
+                   help=f"training patch size (default {D.PATCH[0]}x{D.PATCH[1]}, a quarter of the deployed "
                         "frame); a larger patch gives the deep layers the context they see "
                         "on a whole frame (shrink --batch to keep a step's pixels)")
     p.add_argument("--small-patches", type=int, default=0, metavar="EPOCHS",
@@ -143,8 +143,6 @@ def patch_count_error(density: torch.Tensor, points: torch.Tensor) -> torch.Tens
     """The batch's mean absolute difference between each patch's density sum and its
     number of head points, in people."""
     return (density.sum((1, 2, 3)) - heads_per_patch(points)).abs().mean()
-
-
 
 
 class Patches(torch.utils.data.IterableDataset):
