@@ -309,6 +309,7 @@ def main(argv=None) -> None:
                              {"params": others, "weight_decay": 0.0}],
                             lr=args.lr, eps=1e-7)  # Keras' epsilon
     scale = A.DENSITY_SCALE
+    stride = A.output_stride(args.arch)
 
     state_file, last_file = args.out / "state.json", args.out / "last.pt"
     start_epoch, best, elapsed, epochs = 0, float("inf"), 0.0, args.epochs
@@ -346,7 +347,7 @@ def main(argv=None) -> None:
                 steps_total or 2 ** 62, args.empty_share, points=args.bayes > 0,
                 jitter=dict(args.jitter), small_until=args.small_patches * args.steps,
                 mix=dict(args.mix), density_on=tuple(args.density_on), patch=args.patch,
-                stride=A.output_stride(args.arch)),
+                stride=stride),
         batch_size=None, num_workers=args.workers, pin_memory=dev.type == "cuda",
         prefetch_factor=4 if args.workers else None, persistent_workers=False)
     batches = iter(loader)
@@ -386,8 +387,7 @@ def main(argv=None) -> None:
             if heads:
                 points, people = heads[0].to(dev, non_blocking=True), p / scale
                 loss = loss + args.bayes * dense_weighted_bayesian_loss(
-                    people, points, args.bayes_sigma, args.bayes_background, args.dense_ref,
-                    A.output_stride(args.arch))
+                    people, points, args.bayes_sigma, args.bayes_background, args.dense_ref, stride)
                 if args.bayes_count:
                     loss = loss + args.bayes_count * patch_count_error(people, points)
             opt.zero_grad(set_to_none=True)

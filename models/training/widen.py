@@ -33,14 +33,12 @@ def widen(arrays, seed: int = 0) -> dict[str, np.ndarray]:
     (the network is another one until it trains)."""
     rng = np.random.default_rng(seed)
     out = {k: np.asarray(v) for k, v in arrays.items() if not k.startswith("probe/")}
-    ch = A.channels(TARGET)
     old = out["stem1/kernel"]                              # 3, 3, 1, c_old
-    c_old, c_new = old.shape[3], ch["stem1"]
-    k = A.layers_of(TARGET)[0].kernel
-    kernel = np.empty((k, k, 1, c_new), np.float32)
-    kernel[..., :c_old] = np.kron(old.transpose(2, 3, 0, 1), np.ones((2, 2))).transpose(2, 3, 0, 1) / 4
-    kernel[..., c_old:] = rng.normal(0.0, np.sqrt(2.0 / (k * k)), (k, k, 1, c_new - c_old))
-    out["stem1/kernel"] = kernel
+    c_old, c_new = old.shape[3], A.channels(TARGET)["stem1"]
+    spread = old.repeat(2, axis=0).repeat(2, axis=1) / 4   # 6, 6, 1, c_old
+    k = spread.shape[0]
+    fresh = rng.normal(0.0, np.sqrt(2.0 / (k * k)), (k, k, 1, c_new - c_old))
+    out["stem1/kernel"] = np.concatenate([spread, fresh], axis=3).astype(np.float32)
     for name, fill in (("gamma", 1.0), ("beta", 0.0), ("moving_mean", 0.0), ("moving_variance", 1.0)):
         key = f"stem1_bn/{name}"
         out[key] = np.concatenate([out[key], np.full(c_new - c_old, fill, out[key].dtype)])
