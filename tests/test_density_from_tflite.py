@@ -114,3 +114,31 @@ def test_a_file_that_is_no_model_is_named(tmp_path):
     bogus.write_bytes(b"not a flatbuffer at all")
     with pytest.raises(ValueError, match=r"weights\.tflite: not a TFLite model"):
         from_tflite.folded_layers(bogus, SHIPPED_ARCH)
+
+
+def test_keras_arrays_gives_a_trainable_network_that_counts_like_the_int8_model():
+    torch = pytest.importorskip("torch", reason="the train-torch extra (PyTorch) is not installed")
+    torch_net = importlib.import_module("models.training.torch_net")
+    path = shared_path("data", "mall", "train", "images", "seq_000700.jpg")
+    gray = cv2.cvtColor(cv2.resize(cv2.imread(str(path)), (512, 384)), cv2.COLOR_BGR2GRAY)
+    images = gray[None, :, :, None]
+    # BatchNorm statistics from the frame's own 256x192 quarters (train_torch's patch).
+    patches = np.stack([gray[y:y + 192, x:x + 256] for y in (0, 192) for x in (0, 256)])[..., None]
+    arrays = from_tflite.keras_arrays(SHIPPED, SHIPPED_ARCH, images, patches, batch=2)
+
+    bn_means = [v for k, v in arrays.items() if k.endswith("_bn/moving_mean")]
+    assert bn_means and all(np.abs(m).sum() > 0 for m in bn_means)  # statistics were measured
+    net = torch_net.DensityNet(SHIPPED_ARCH)
+    torch_net.load_keras_arrays(net, arrays)
+    net.eval()
+    with torch.no_grad():
+        x = torch.from_numpy(gray.astype(np.float32))[None, None]
+        count = float(torch.relu(net(x)).sum()) / arch.DENSITY_SCALE
+    interpreter = interpreter_class()(model_path=str(SHIPPED), num_threads=1)
+    interpreter.allocate_tensors()
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    interpreter.set_tensor(inp["index"], images)
+    interpreter.invoke()
+    scale, zero = out["quantization"]
+    int8 = float(((interpreter.get_tensor(out["index"]).astype(np.float64) - zero) * scale).sum())
+    assert count == pytest.approx(int8, rel=0.02)

@@ -195,11 +195,14 @@ def keras_arrays(model: Path, arch: str, images: np.ndarray,
     for name, m in norms:
         parts = []
 
-        def capture(_m, _i, out):
+        # The convolution's output is BatchNorm's input: ConvBnRelu6 may call
+        # F.conv2d with the conv's weight rather than the conv module itself.
+        def capture(_m, inputs):
+            out = inputs[0]
             parts.append((out.double().mean((0, 2, 3)), out.double().var((0, 2, 3), unbiased=False)))
             raise _Captured  # the layers after this one are not needed yet
 
-        hook = m.conv.register_forward_hook(capture)
+        hook = m.bn.register_forward_pre_hook(capture)
         with torch.no_grad():
             for x in data:
                 try:
