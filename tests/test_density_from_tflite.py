@@ -89,17 +89,21 @@ def _float_density(folded: dict, gray: np.ndarray) -> np.ndarray:
     return t[arch.layers_of(SHIPPED_ARCH)[-1].name][..., 0]
 
 
-def test_recovered_float_network_gives_the_int8_models_density_map(folded):
-    path = shared_path("data", "mall", "train", "images", "seq_000700.jpg")
-    gray = cv2.cvtColor(cv2.resize(cv2.imread(str(path)), (512, 384)), cv2.COLOR_BGR2GRAY)
+def _int8_density(gray: np.ndarray) -> np.ndarray:
+    """The shipped int8 model's density map of one 512x384 gray frame, dequantized."""
     interpreter = interpreter_class()(model_path=str(SHIPPED), num_threads=1)
     interpreter.allocate_tensors()
     inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
     interpreter.set_tensor(inp["index"], gray[None, :, :, None])
     interpreter.invoke()
     scale, zero = out["quantization"]
-    int8 = (interpreter.get_tensor(out["index"])[0, ..., 0].astype(np.float64) - zero) * scale
+    return (interpreter.get_tensor(out["index"])[0, ..., 0].astype(np.float64) - zero) * scale
 
+
+def test_recovered_float_network_gives_the_int8_models_density_map(folded):
+    path = shared_path("data", "mall", "train", "images", "seq_000700.jpg")
+    gray = cv2.cvtColor(cv2.resize(cv2.imread(str(path)), (512, 384)), cv2.COLOR_BGR2GRAY)
+    int8 = _int8_density(gray)
     recovered = _float_density(folded, gray)
     assert recovered.shape == int8.shape == (48, 64)
     # The same map up to int8 rounding: one output step per cell, a few % of the count.
@@ -134,11 +138,4 @@ def test_keras_arrays_gives_a_trainable_network_that_counts_like_the_int8_model(
     with torch.no_grad():
         x = torch.from_numpy(gray.astype(np.float32))[None, None]
         count = float(torch.relu(net(x)).sum()) / arch.DENSITY_SCALE
-    interpreter = interpreter_class()(model_path=str(SHIPPED), num_threads=1)
-    interpreter.allocate_tensors()
-    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    interpreter.set_tensor(inp["index"], images)
-    interpreter.invoke()
-    scale, zero = out["quantization"]
-    int8 = float(((interpreter.get_tensor(out["index"]).astype(np.float64) - zero) * scale).sum())
-    assert count == pytest.approx(int8, rel=0.02)
+    assert count == pytest.approx(_int8_density(gray).sum(), rel=0.02)
