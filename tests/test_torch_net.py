@@ -305,3 +305,16 @@ def test_widened_weights_see_the_full_frame_as_m_plus_saw_it_halved():
     later = [k for k in arrays if not k.startswith(("stem1", "stem2/"))]
     widened = torch_net.keras_arrays(big)
     assert all(np.array_equal(widened[k], arrays[k]) for k in later)
+
+
+def test_head_dropout_drops_head_channels_in_training_and_is_the_identity_in_evaluation():
+    torch.manual_seed(0)
+    plain, dropped = torch_net.DensityNet("m+"), torch_net.DensityNet("m+", head_dropout=0.5)
+    dropped.load_state_dict(plain.state_dict())
+    x = torch.rand(2, 1, 64, 96) * 255
+    plain.eval(), dropped.eval()
+    with torch.no_grad():
+        assert torch.equal(plain(x), dropped(x))
+        plain.train(), dropped.train()
+        assert torch.equal(plain(x), plain(x))
+        assert not torch.allclose(dropped(x), dropped(x))

@@ -44,8 +44,11 @@ class ConvBnRelu6(nn.Module):
 class DensityNet(nn.Module):
     """N x 1 x H x W gray (0..255) in, N x 1 x H/8 x W/8 density x DENSITY_SCALE out, linear."""
 
-    def __init__(self, arch: str = "m"):
+    def __init__(self, arch: str = "m", head_dropout: float = 0.0):
         super().__init__()
+        # Spatial dropout (whole channels) on the density head's input, in training
+        # only: at inference it is the identity, so the export has no such op.
+        self.head_dropout = head_dropout
         self.spec = A.layers_of(arch)
         ch = A.channels(arch)
         self.convs = nn.ModuleDict()
@@ -58,7 +61,10 @@ class DensityNet(nn.Module):
     def forward(self, x):
         t = {A.INPUT: x}
         for layer in self.spec:
-            if isinstance(layer, (A.Conv, A.Density)):
+            if isinstance(layer, A.Density) and self.training and self.head_dropout > 0:
+                t[layer.name] = self.convs[layer.name](
+                    F.dropout2d(t[layer.source], self.head_dropout))
+            elif isinstance(layer, (A.Conv, A.Density)):
                 t[layer.name] = self.convs[layer.name](t[layer.source])
             elif isinstance(layer, A.Upsample):
                 t[layer.name] = F.interpolate(t[layer.source], scale_factor=2, mode="bilinear",

@@ -84,6 +84,8 @@ def parse_args(argv=None):
                         "go to the background)")
     p.add_argument("--weight-decay", type=float, default=0.0,
                    help="AdamW decay of the convolution kernels (0: plain Adam)")
+    p.add_argument("--dropout", type=float, default=0.0, metavar="P",
+                   help="spatial dropout on the density head's input while training")
     p.add_argument("--empty-share", type=float, default=D.EMPTY_SHARE)
     p.add_argument("--jitter", type=D.parse_jitter, action="append", default=[], metavar="NAME=LO:HI",
                    help="a dataset's patch scale range instead of data.JITTER's (below 1 zooms "
@@ -277,7 +279,7 @@ def main(argv=None) -> None:
              for k, v in val.items() if v}
     val_y = {k: np.array([it.count for it in v], np.float64) for k, v in val.items() if v}
 
-    model = T.DensityNet(args.arch)
+    model = T.DensityNet(args.arch, head_dropout=args.dropout)
     if args.init:
         try:
             if args.init.suffix == ".tflite":
