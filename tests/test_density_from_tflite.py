@@ -89,6 +89,13 @@ def _float_density(folded: dict, gray: np.ndarray) -> np.ndarray:
     return t[arch.layers_of(SHIPPED_ARCH)[-1].name][..., 0]
 
 
+@pytest.fixture(scope="module")
+def gray() -> np.ndarray:
+    """A crowded Mall frame at the model's 512x384, gray."""
+    path = shared_path("data", "mall", "train", "images", "seq_000700.jpg")
+    return cv2.cvtColor(cv2.resize(cv2.imread(str(path)), (512, 384)), cv2.COLOR_BGR2GRAY)
+
+
 def _int8_density(gray: np.ndarray) -> np.ndarray:
     """The shipped int8 model's density map of one 512x384 gray frame, dequantized."""
     interpreter = interpreter_class()(model_path=str(SHIPPED), num_threads=1)
@@ -100,9 +107,7 @@ def _int8_density(gray: np.ndarray) -> np.ndarray:
     return (interpreter.get_tensor(out["index"])[0, ..., 0].astype(np.float64) - zero) * scale
 
 
-def test_recovered_float_network_gives_the_int8_models_density_map(folded):
-    path = shared_path("data", "mall", "train", "images", "seq_000700.jpg")
-    gray = cv2.cvtColor(cv2.resize(cv2.imread(str(path)), (512, 384)), cv2.COLOR_BGR2GRAY)
+def test_recovered_float_network_gives_the_int8_models_density_map(folded, gray):
     int8 = _int8_density(gray)
     recovered = _float_density(folded, gray)
     assert recovered.shape == int8.shape == (48, 64)

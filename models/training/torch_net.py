@@ -61,11 +61,11 @@ class DensityNet(nn.Module):
     def forward(self, x):
         t = {A.INPUT: x}
         for layer in self.spec:
-            if isinstance(layer, A.Density) and self.training and self.head_dropout > 0:
-                t[layer.name] = self.convs[layer.name](
-                    F.dropout2d(t[layer.source], self.head_dropout))
-            elif isinstance(layer, (A.Conv, A.Density)):
-                t[layer.name] = self.convs[layer.name](t[layer.source])
+            if isinstance(layer, (A.Conv, A.Density)):
+                x = t[layer.source]
+                if isinstance(layer, A.Density) and self.head_dropout:
+                    x = F.dropout2d(x, self.head_dropout, self.training)
+                t[layer.name] = self.convs[layer.name](x)
             elif isinstance(layer, A.Upsample):
                 t[layer.name] = F.interpolate(t[layer.source], scale_factor=2, mode="bilinear",
                                               align_corners=False)
