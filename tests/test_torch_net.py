@@ -237,6 +237,26 @@ def test_a_run_with_small_patches_trains_and_validates_on_whole_images(tmp_path)
     assert (out / "best.npz").is_file()
 
 
+def test_a_dm_count_run_without_the_bayesian_loss_trains_on_the_head_points(tmp_path):
+    data = _tiny_mall(tmp_path / "data")
+    out = tmp_path / "run"
+    train_torch.main(["--data", str(data), "--out", str(out), "--arch", "m+", "--epochs", "1",
+                      "--steps", "2", "--warmup", "1", "--batch", "4", "--workers", "0",
+                      "--device", "cpu", "--seed", "1", "--density-weight", "0",
+                      "--bayes-count", "1", "--ot", "0.1", "--ot-tv", "0.01"])
+    row = json.loads((out / "log.jsonl").read_text().splitlines()[-1])
+    # The count term alone is |sum - heads| per patch: a positive loss means the points arrived.
+    assert np.isfinite(row["loss"]) and row["loss"] > 1.0  # 0.5 when the points do not arrive
+    assert np.isfinite(row["val"]["mall"]["mae"])
+
+
+def test_transport_terms_are_refused_with_a_teacher(tmp_path):
+    with pytest.raises(SystemExit, match="--ot"):
+        train_torch.main(["--data", str(_tiny_mall(tmp_path / "data")), "--out", str(tmp_path / "run"),
+                          "--epochs", "1", "--device", "cpu", "--ot", "0.1",
+                          "--teacher", str(tmp_path / "teacher.npz")])
+
+
 def test_a_bf16_run_follows_the_float_run_and_saves_float32_weights(tmp_path):
     """--bf16 runs the forward pass in bfloat16 only: the same seeded steps give
     nearly the same loss, and the weights it keeps and saves stay float32."""

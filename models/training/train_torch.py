@@ -41,6 +41,7 @@ from models.training import arch as A
 from models.training import data as D
 from models.training import torch_net as T
 from models.training.bayes_loss import bayesian_loss
+from models.training.ot_loss import binned_tv, ot_loss
 
 
 def parse_args(argv=None):
@@ -78,6 +79,15 @@ def parse_args(argv=None):
     p.add_argument("--bayes-count", type=float, default=0.0,
                    help="with --bayes: weight of each patch's absolute count error (people) "
                         "beside it, which pulls whole crowds to their true size")
+    p.add_argument("--ot", type=float, default=0.0,
+                   help="weight of the optimal-transport term between the normalised density and "
+                        "the head points (DM-Count, ot_loss.py; 0: off; its gradient is in squared "
+                        "input pixels per person)")
+    p.add_argument("--ot-tv", type=float, default=0.0,
+                   help="weight of DM-Count's total-variation term: count x L1 between the "
+                        "normalised density and the heads binned to cells (ot_loss.binned_tv)")
+    p.add_argument("--ot-eps", type=float, default=16.0,
+                   help="the transport's entropic regularisation, squared input pixels")
     p.add_argument("--bayes-sigma", type=float, default=8.0, help="its likelihood's sigma, input pixels")
     p.add_argument("--bayes-background", type=float, default=768.0,
                    help="its background distance (cells beyond sqrt(this) pixels from any head "
@@ -262,8 +272,10 @@ def main(argv=None) -> None:
     if unknown:
         raise SystemExit(f"train_torch: --density-on {', '.join(unknown)}: not a dataset of this run "
                          f"({', '.join(train)})")
-    if args.bayes and args.teacher:
-        raise SystemExit("train_torch: --bayes needs head points, and --teacher replaces them with maps")
+    heads_needed = args.bayes or args.bayes_count or args.ot or args.ot_tv
+    if heads_needed and args.teacher:
+        raise SystemExit("train_torch: --bayes, --bayes-count, --ot and --ot-tv need head points, "
+                         "and --teacher replaces them with maps")
     if args.teacher:
         from models.training import distill
         teacher = distill.load_teacher(args.teacher, args.teacher_arch)
@@ -346,7 +358,7 @@ def main(argv=None) -> None:
     steps_total = (epochs or 0) * args.steps  # with --minutes, known once timed
     loader = torch.utils.data.DataLoader(
         Patches(train, args.batch, args.seed, start_epoch * args.steps,
-                steps_total or 2 ** 62, args.empty_share, points=args.bayes > 0,
+                steps_total or 2 ** 62, args.empty_share, points=bool(heads_needed),
                 jitter=dict(args.jitter), small_until=args.small_patches * args.steps,
                 mix=dict(args.mix), density_on=tuple(args.density_on), patch=args.patch,
                 stride=stride),
@@ -388,8 +400,13 @@ def main(argv=None) -> None:
                                      args.density_from * scale, density_on.to(dev, non_blocking=True))
             if heads:
                 points, people = heads[0].to(dev, non_blocking=True), p / scale
-                loss = loss + args.bayes * dense_weighted_bayesian_loss(
-                    people, points, args.bayes_sigma, args.bayes_background, args.dense_ref, stride)
+                if args.bayes:
+                    loss = loss + args.bayes * dense_weighted_bayesian_loss(
+                        people, points, args.bayes_sigma, args.bayes_background, args.dense_ref, stride)
+                if args.ot:
+                    loss = loss + args.ot * ot_loss(people, points, stride, args.ot_eps).mean()
+                if args.ot_tv:
+                    loss = loss + args.ot_tv * binned_tv(people, points, stride).mean()
                 if args.bayes_count:
                     loss = loss + args.bayes_count * patch_count_error(people, points)
             opt.zero_grad(set_to_none=True)
