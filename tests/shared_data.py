@@ -6,7 +6,9 @@ CI=true) it fails, so a broken checkout of the shared data cannot pass green.
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -46,3 +48,11 @@ def require_tool(name: str, package: str) -> str:
     require(path is not None, f"{name} is not installed (apt install {package}; "
                               "scripts/install-deps.sh does it)")
     return path
+
+
+def training_module(name: str):
+    """models.training.<name> (the training code beside the package, not installed):
+    the tests run with tests/ on the path, so the repository root goes on it first."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    return importlib.import_module(f"models.training.{name}")

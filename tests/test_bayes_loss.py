@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import importlib
 import math
-import sys
 
 import pytest
 
-from shared_data import REPO
+from shared_data import training_module
 
 torch = pytest.importorskip("torch", reason="the train-torch extra (PyTorch) is not installed")
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-bayes_loss = importlib.import_module("models.training.bayes_loss")
+bayes_loss = training_module("bayes_loss")
 NAN = math.nan
 
 

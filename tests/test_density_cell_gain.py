@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
 import shutil
-import sys
 
 import cv2
 import numpy as np
@@ -14,12 +12,10 @@ from crowdsign.config import ModelConfig
 from crowdsign.counting.counter import load_counter
 from crowdsign.counting.modelcard import load_model_card
 from crowdsign.frames import Frame, PixelFormat
-from shared_data import REPO, SHARED, shared_path
+from shared_data import REPO, SHARED, shared_path, training_module
 
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-cell_gain = importlib.import_module("models.training.cell_gain")
-evaluate = importlib.import_module("models.training.evaluate")
+cell_gain = training_module("cell_gain")
+evaluate = training_module("evaluate")
 
 MODEL_DIR = REPO / "models/crowdsign_density_gray"
 KNOTS = np.array([0.0, 0.2, 1.0, 2.0])

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import importlib
 import shutil
-import sys
 
 import numpy as np
 import pytest
 
-from shared_data import REPO, SHARED, shared_path
+from shared_data import REPO, SHARED, shared_path, training_module
 
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-evaluate = importlib.import_module("models.training.evaluate")
+evaluate = training_module("evaluate")
 
 MODEL_DIR = REPO / "models/crowdsign_density_gray"
 

@@ -8,20 +8,16 @@ Mall frame and compares its density map with the int8 model's.
 
 from __future__ import annotations
 
-import importlib
-import sys
 
 import cv2
 import numpy as np
 import pytest
 
 from crowdsign.counting.runtime import interpreter_class
-from shared_data import REPO, shared_path
+from shared_data import REPO, shared_path, training_module
 
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-arch = importlib.import_module("models.training.arch")
-from_tflite = importlib.import_module("models.training.from_tflite")
+arch = training_module("arch")
+from_tflite = training_module("from_tflite")
 
 SHIPPED = REPO / "models/crowdsign_density_gray/crowdsign_density_gray.tflite"
 SHIPPED_ARCH = "m+"  # models/training/recipe.py CPU_RUN
@@ -127,7 +123,7 @@ def test_a_file_that_is_no_model_is_named(tmp_path):
 
 def test_keras_arrays_gives_a_trainable_network_that_counts_like_the_int8_model():
     torch = pytest.importorskip("torch", reason="the train-torch extra (PyTorch) is not installed")
-    torch_net = importlib.import_module("models.training.torch_net")
+    torch_net = training_module("torch_net")
     path = shared_path("data", "mall", "train", "images", "seq_000700.jpg")
     gray = cv2.cvtColor(cv2.resize(cv2.imread(str(path)), (512, 384)), cv2.COLOR_BGR2GRAY)
     images = gray[None, :, :, None]

@@ -11,9 +11,7 @@ The target tests need only numpy.
 
 from __future__ import annotations
 
-import importlib
 import re
-import sys
 
 import cv2
 import numpy as np
@@ -25,13 +23,11 @@ from crowdsign.counting.macs import count_macs
 from crowdsign.counting.modelcard import load_model_card
 from crowdsign.frames import Frame, PixelFormat
 from crowdsign.zones import ZoneGeometry
-from shared_data import REPO, shared_path
+from shared_data import REPO, shared_path, training_module
 
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-density = importlib.import_module("models.training.density")
-arch = importlib.import_module("models.training.arch")
-training_data = importlib.import_module("models.training.data")
+density = training_module("density")
+arch = training_module("arch")
+training_data = training_module("data")
 
 CARD = REPO / "models/crowdsign_density_gray/crowdsign_density_gray.toml"
 WHOLE = ZoneGeometry([ZoneConfig("all", ((0, 0), (1, 0), (1, 1), (0, 1)))])
@@ -358,7 +354,7 @@ def test_luma_plane_counts_like_the_gray_frame():
 
 
 def _val_records(dataset):
-    data = importlib.import_module("models.training.data")
+    data = training_module("data")
     folder = shared_path("data", dataset, "train")
     return folder, data.split(dataset, data.read_labels(folder))[1]
 

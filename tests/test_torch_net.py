@@ -3,21 +3,17 @@ on one output cell (PyTorch, the train-torch extra)."""
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
 
 import numpy as np
 import pytest
 
-from shared_data import REPO
+from shared_data import training_module
 
 torch = pytest.importorskip("torch", reason="the train-torch extra (PyTorch) is not installed")
 cv2 = pytest.importorskip("cv2")
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-torch_net = importlib.import_module("models.training.torch_net")
-train_torch = importlib.import_module("models.training.train_torch")
+torch_net = training_module("torch_net")
+train_torch = training_module("train_torch")
 
 
 def _bright_frame():
@@ -30,7 +26,7 @@ def test_a_convolution_pads_as_tensorflow_whichever_way_it_pads(stride, size):
     """Symmetric padding goes to the convolution itself, asymmetric (stride 2 on
     an even side: the extra row and column at the bottom and right) through an
     explicit pad; both must equal TensorFlow's 'same' padding written out."""
-    arch = importlib.import_module("models.training.arch")
+    arch = training_module("arch")
     torch.manual_seed(0)
     layer = torch_net.ConvBnRelu6(3, arch.Conv("c", "x", 4, stride=stride, cap=None)).eval()
     x = torch.randn(2, 3, *size, requires_grad=True)
@@ -105,7 +101,7 @@ def test_a_bayesian_loss_run_logs_the_ceiling_and_warns_of_a_capped_head(tmp_pat
 def test_dense_ref_weighs_a_crowded_patch_of_the_bayesian_loss_as_one_of_dense_ref_heads():
     """Two patches: one head, and four. With --dense-ref 2 the second patch's loss
     counts half; the one-head patch is left as it is."""
-    bayes_loss = importlib.import_module("models.training.bayes_loss")
+    bayes_loss = training_module("bayes_loss")
     density = torch.rand(2, 1, 6, 8)
     nan = float("nan")
     points = torch.tensor([[[10.0, 10.0], [nan, nan], [nan, nan], [nan, nan]],
@@ -164,7 +160,7 @@ def test_density_on_gives_the_density_terms_only_to_the_marked_patches():
 def test_the_patch_stream_marks_the_patches_of_the_density_on_datasets(tmp_path):
     """Each batch carries one mark a patch: 1 for a patch of a --density-on dataset,
     0 for another dataset's or a people-free patch; 1 for every patch without the option."""
-    data_module = importlib.import_module("models.training.data")
+    data_module = training_module("data")
     data = _tiny_mall(tmp_path / "data")
     train, _ = data_module.load_split(data)
     train["shanghaitech_b"] = train["mall"][:2]
@@ -192,7 +188,7 @@ def test_density_on_a_dataset_the_run_does_not_train_on_is_refused(tmp_path):
 def test_small_patches_train_the_first_epochs_on_half_side_patches_then_full_ones(tmp_path):
     """--small-patches E: the steps of the first E epochs make 128x96 patches (a quarter
     of the compute), the later steps 256x192; head points stay inside their patch."""
-    data_module = importlib.import_module("models.training.data")
+    data_module = training_module("data")
     data = _tiny_mall(tmp_path / "data")
     train, _ = data_module.load_split(data)
     stream = train_torch.Patches(train, 3, seed=1, start=0, stop=4, empty_share=0.0,
@@ -209,7 +205,7 @@ def test_small_patches_train_the_first_epochs_on_half_side_patches_then_full_one
 def test_patch_sets_the_training_patch_and_its_half_side_small_patches(tmp_path):
     """--patch 384x288: the patch stream cuts patches of that size, and --small-patches
     halves that size, not the default patch's; targets stay at an eighth of the side."""
-    data_module = importlib.import_module("models.training.data")
+    data_module = training_module("data")
     data = _tiny_mall(tmp_path / "data")
     train, _ = data_module.load_split(data)
     stream = train_torch.Patches(train, 2, seed=1, start=0, stop=3, empty_share=0.0,
@@ -276,7 +272,7 @@ def test_a_bf16_run_follows_the_float_run_and_saves_float32_weights(tmp_path):
 
 
 def test_the_recipe_with_bf16_trains_both_cpu_stages_in_bf16(tmp_path):
-    recipe = importlib.import_module("models.training.recipe")
+    recipe = training_module("recipe")
     data = _tiny_mall(tmp_path / "data")
     out = tmp_path / "recipe"
     recipe.main(["--cpu", "--bf16", "--smoke", "--data", str(data), "--out", str(out)])
@@ -290,7 +286,7 @@ def test_the_recipe_with_bf16_trains_both_cpu_stages_in_bf16(tmp_path):
 # --- "m+x2": "m+" on a frame of twice the side --------------------------------
 
 def test_m_x2_outputs_one_cell_per_16_pixels_of_its_doubled_frame():
-    arch = importlib.import_module("models.training.arch")
+    arch = training_module("arch")
     assert arch.output_stride("m+") == 8 and arch.output_stride("m+x2") == 16
     net = torch_net.DensityNet("m+x2").eval()
     with torch.no_grad():
@@ -303,7 +299,7 @@ def test_widened_weights_see_the_full_frame_as_m_plus_saw_it_halved():
     frame halved (the daemon's 0.5 resize averages 2x2 pixels), up to the one
     native pixel the 6x6 stride-4 padding shifts the window by: on a smooth frame,
     within a few per cent; the rest of the network is the same weights."""
-    widen = importlib.import_module("models.training.widen")
+    widen = training_module("widen")
     torch.manual_seed(3)
     small = torch_net.DensityNet("m+").eval()
     arrays = torch_net.keras_arrays(small)

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
-import sys
 
 import pytest
 
-from shared_data import REPO
+from shared_data import training_module
 
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-parallel = importlib.import_module("models.training.parallel")
+parallel = training_module("parallel")
 
 
 def test_a_run_is_a_name_and_train_torch_arguments():
