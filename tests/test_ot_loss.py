@@ -98,8 +98,18 @@ def test_the_loss_value_is_zero_and_patches_without_heads_or_density_get_no_grad
 def test_total_variation_is_zero_for_the_binned_heads_and_twice_the_count_when_apart():
     pts = torch.tensor([[_cell_centre(1, 1), _cell_centre(4, 6)]])
     d = torch.zeros(1, 1, 6, 8)
-    d[0, 0, 1, 1] = d[0, 0, 4, 6] = 3.0  # any scale: the term compares shapes
+    d[0, 0, 1, 1] = d[0, 0, 4, 6] = 3.0  # any scale from the count up: the term compares shapes
     assert ot.binned_tv(d, pts, 8).item() == pytest.approx(0.0, abs=1e-6)
     far = torch.zeros(1, 1, 6, 8)
-    far[0, 0, 0, 7] = 1.0
+    far[0, 0, 0, 7] = 2.0
     assert ot.binned_tv(far, pts, 8).item() == pytest.approx(2.0 * 2, rel=1e-5)
+
+
+def test_total_variation_pulls_a_vanishing_density_by_at_most_one_a_cell():
+    pts = torch.tensor([[_cell_centre(1, 1), _cell_centre(4, 6)]])
+    d = torch.full((1, 1, 6, 8), 1e-9, requires_grad=True)
+    tv = ot.binned_tv(d, pts, 8)
+    assert tv.item() == pytest.approx(2.0, rel=1e-5)  # both heads missing
+    tv.sum().backward()
+    assert d.grad.abs().max().item() <= 1.0 + 1e-6
+    assert d.grad[0, 0, 1, 1] < 0  # descent raises the density where the heads are

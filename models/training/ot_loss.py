@@ -136,18 +136,23 @@ def ot_loss(density: torch.Tensor, points: torch.Tensor, stride: int, eps: float
 
 
 def binned_tv(density: torch.Tensor, points: torch.Tensor, stride: int) -> torch.Tensor:
-    """Per patch: DM-Count's total-variation term, the count x the L1 distance
-    between the normalised density and the heads binned to their cells (normalised);
-    0 for a patch without heads or density."""
+    """Per patch: DM-Count's total-variation term, the number of heads x the L1
+    distance between the normalised density and the heads binned to their cells
+    (normalised); 0 for a patch without heads.
+
+    As in ot_loss, the positive part of the density is divided by the larger of
+    its sum and the number of heads: where the density falls short of the heads
+    the term is the plain L1 between it and the binned heads, whose pull on a cell
+    is at most 1, instead of one that grows without bound as the density vanishes."""
     b, _, h, w = density.shape
     patch, heads = _heads(points)
     col = ((heads[:, 0] + 0.5) / stride).floor().long().clamp(0, w - 1)
     row = ((heads[:, 1] + 0.5) / stride).floor().long().clamp(0, h - 1)
-    binned = torch.zeros(b, h * w, device=density.device).index_put_(
-        (patch, row * w + col), torch.ones(len(patch), device=density.device), accumulate=True)
+    binned = torch.zeros(b, h * w, device=density.device, dtype=density.dtype).index_put_(
+        (patch, row * w + col), torch.ones(len(patch), device=density.device, dtype=density.dtype),
+        accumulate=True)
     n = binned.sum(1)
-    d = density.flatten(1)
-    total = d.sum(1)
-    used = (n > 0) & (total.detach() > 0)
-    tv = (d / total.clamp(min=1e-12)[:, None] - binned / n.clamp(min=1.0)[:, None]).abs().sum(1)
-    return torch.where(used, tv * n, torch.zeros_like(tv))
+    d = density.flatten(1).clamp(min=0.0)
+    count = torch.maximum(d.detach().sum(1), n).clamp(min=1.0)
+    tv = (d / count[:, None] - binned / n.clamp(min=1.0)[:, None]).abs().sum(1)
+    return torch.where(n > 0, tv * n, torch.zeros_like(tv))
