@@ -77,8 +77,8 @@ def parse_args(argv=None):
                         "default: every dataset's); with --bayes, they correct one dataset's "
                         "counts while the others learn from the head points alone")
     p.add_argument("--bayes-count", type=float, default=0.0,
-                   help="with --bayes: weight of each patch's absolute count error (people) "
-                        "beside it, which pulls whole crowds to their true size")
+                   help="weight of each patch's absolute count error against its head points "
+                        "(people), beside --bayes or --ot, which pulls whole crowds to their true size")
     p.add_argument("--ot", type=float, default=0.0,
                    help="weight of the optimal-transport term between the normalised density and "
                         "the head points (DM-Count, ot_loss.py; 0: off; its gradient is in squared "
