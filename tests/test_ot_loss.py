@@ -19,7 +19,7 @@ def _cell_centre(i, j, stride=8):
 
 def _reference_potentials(mass, heads, stride, h, w, eps, iterations=20000):
     """Plain alternating Sinkhorn in float64 for one patch, run to convergence."""
-    cells = ot._cell_centres(h, w, stride, "cpu").double()
+    cells = training_module("head_points").cell_centres(h, w, stride, "cpu").double()
     c = (heads[:, None] - cells[None]).square().sum(-1)
     log_a, log_b = mass.log(), torch.full((len(heads),), -math.log(len(heads)), dtype=torch.float64)
     f, g = torch.zeros(len(heads), dtype=torch.float64), torch.zeros(h * w, dtype=torch.float64)

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import torch
 
+from models.training.head_points import batch_heads, cell_centres
+
 
 def bayesian_loss(density: torch.Tensor, points: torch.Tensor, stride: int,
                   sigma: float = 8.0, background: float = 768.0) -> torch.Tensor:
@@ -41,14 +43,9 @@ def bayesian_loss(density: torch.Tensor, points: torch.Tensor, stride: int,
     """
     b, _, h, w = density.shape
     dev = density.device
-    ys = (torch.arange(h, device=dev, dtype=torch.float32) + 0.5) * stride - 0.5
-    xs = (torch.arange(w, device=dev, dtype=torch.float32) + 0.5) * stride - 0.5
-    cy, cx = torch.meshgrid(ys, xs, indexing="ij")
-    cells = torch.stack([cx.flatten(), cy.flatten()], -1)  # P x 2
-    # The heads of the whole batch in one list, each with its patch's index: a
-    # batch pads to its most crowded patch, 6-9 times the heads it holds.
-    patch, slot = (~torch.isnan(points[..., 0])).nonzero(as_tuple=True)
-    heads = points[patch, slot].float()  # M x 2
+    cells = cell_centres(h, w, stride, dev)  # P x 2
+    patch, heads = batch_heads(points)
+    heads = heads.float()  # M x 2
     d2 = (heads[:, None, :] - cells[None]).square().sum(-1)  # M x P
     per_cell = patch[:, None].expand(-1, h * w)
     nearest = torch.full((b, h * w), float("inf"), device=dev).scatter_reduce(

@@ -28,22 +28,9 @@ with pixel centres on integers; output cell j's centre is at pixel
 
 from __future__ import annotations
 
-import math
-
 import torch
 
-
-def _cell_centres(h: int, w: int, stride: int, device) -> torch.Tensor:
-    ys = (torch.arange(h, device=device, dtype=torch.float32) + 0.5) * stride - 0.5
-    xs = (torch.arange(w, device=device, dtype=torch.float32) + 0.5) * stride - 0.5
-    cy, cx = torch.meshgrid(ys, xs, indexing="ij")
-    return torch.stack([cx.flatten(), cy.flatten()], -1)  # P x 2
-
-
-def _heads(points: torch.Tensor):
-    """(patch index of each head, M x 2 head points): the batch's heads in one list."""
-    patch, slot = (~torch.isnan(points[..., 0])).nonzero(as_tuple=True)
-    return patch, points[patch, slot]
+from models.training.head_points import batch_heads, cell_centres, heads_per_patch
 
 
 def _patch_logsumexp(z: torch.Tensor, patch: torch.Tensor, b: int) -> torch.Tensor:
@@ -83,8 +70,8 @@ def sinkhorn(density: torch.Tensor, points: torch.Tensor, stride: int, eps: floa
         dt = torch.float64 if density.dtype == torch.float64 else torch.float32
         d = density.detach().flatten(1).to(dt).clamp(min=0.0)
         total = d.sum(1)
-        patch, heads = _heads(points.to(dt))
-        n = torch.zeros(b, device=dev, dtype=dt).index_add(0, patch, torch.ones(len(patch), device=dev, dtype=dt))
+        patch, heads = batch_heads(points.to(dt))
+        n = heads_per_patch(points).to(dt)
         used = (n > 0) & (total > 0)
         mass = d / total.clamp(min=1e-12)[:, None]
         keep = used[patch]
@@ -93,7 +80,7 @@ def sinkhorn(density: torch.Tensor, points: torch.Tensor, stride: int, eps: floa
         cost_out = torch.zeros(b, device=dev, dtype=dt)
         if len(patch) == 0:
             return {"g": g, "used": used, "cost": cost_out, "value": cost_out.clone(), "mass": mass}
-        cells = _cell_centres(h, w, stride, dev).to(dt)
+        cells = cell_centres(h, w, stride, dev).to(dt)
         c = (heads[:, None, :] - cells[None]).square().sum(-1)  # M x P
         log_a = torch.log(mass)  # -inf on empty cells: they hold no mass to move
         log_b = -torch.log(n[patch])  # M
@@ -128,8 +115,7 @@ def ot_loss(density: torch.Tensor, points: torch.Tensor, stride: int, eps: float
     density get no gradient (the count terms teach those)."""
     d = density.flatten(1).clamp(min=0.0)
     s = sinkhorn(d.view_as(density), points, stride, eps)
-    heads = (~torch.isnan(points[..., 0])).sum(1).to(d.dtype)
-    count = torch.maximum(d.detach().sum(1), heads).clamp(min=1.0)
+    count = torch.maximum(d.detach().sum(1), heads_per_patch(points).to(d.dtype)).clamp(min=1.0)
     grad = (s["g"] - (s["g"] * s["mass"]).sum(1, keepdim=True)) / count[:, None]
     grad = torch.where(s["used"][:, None], grad, torch.zeros_like(grad)).to(d.dtype)
     return (d * grad).sum(1)
@@ -145,7 +131,7 @@ def binned_tv(density: torch.Tensor, points: torch.Tensor, stride: int) -> torch
     the term is the plain L1 between it and the binned heads, whose pull on a cell
     is at most 1, instead of one that grows without bound as the density vanishes."""
     b, _, h, w = density.shape
-    patch, heads = _heads(points)
+    patch, heads = batch_heads(points)
     col = ((heads[:, 0] + 0.5) / stride).floor().long().clamp(0, w - 1)
     row = ((heads[:, 1] + 0.5) / stride).floor().long().clamp(0, h - 1)
     binned = torch.zeros(b, h * w, device=density.device, dtype=density.dtype).index_put_(

@@ -41,6 +41,7 @@ from models.training import arch as A
 from models.training import data as D
 from models.training import torch_net as T
 from models.training.bayes_loss import bayesian_loss
+from models.training.head_points import heads_per_patch
 from models.training.ot_loss import binned_tv, ot_loss
 
 
@@ -132,11 +133,6 @@ def parse_args(argv=None):
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     return p.parse_args(argv)
-
-
-def heads_per_patch(points: torch.Tensor) -> torch.Tensor:
-    """The number of head points in each patch (rows that are not NaN padding), float."""
-    return (~torch.isnan(points[..., 0])).sum(1).float()
 
 
 def dense_weighted_bayesian_loss(density: torch.Tensor, points: torch.Tensor, sigma: float,
