@@ -10,7 +10,6 @@ the report must say so). The unit tests feed single checks a fake system.
 from __future__ import annotations
 
 import os
-import pty
 import re
 import shutil
 import subprocess
@@ -67,17 +66,8 @@ def run_doctor(*args: str, cwd: Path) -> tuple[int, list[tuple[str, str, str]], 
     return proc.returncode, parsed, proc.stdout
 
 
-@pytest.fixture
-def display():
-    """A pseudo-terminal: the doctor sees its slave end as the sign's serial port."""
-    master, slave = pty.openpty()
-    yield os.ttyname(slave), master
-    os.close(master)
-    os.close(slave)
-
-
-def test_doctor_reports_this_machine_truthfully(tmp_path, display):
-    port, master = display
+def test_doctor_reports_this_machine_truthfully(tmp_path, pty_pair):
+    master, port = pty_pair
     work = tmp_path / "cwd"
     work.mkdir()
     config = write_config(tmp_path, shared_path("video", "vtest.avi"), port)

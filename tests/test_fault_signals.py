@@ -65,15 +65,6 @@ def counting(tmp_path, systemd):
         daemon.kill()
 
 
-@pytest.fixture
-def pty():
-    """(master, slave) of a pseudo-terminal, closed after the test."""
-    master, slave = os.openpty()
-    yield master, slave
-    os.close(master)
-    os.close(slave)
-
-
 def wait_for_line(daemon: Daemon, text: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while not any(text in line for line in daemon.stderr_lines):
@@ -192,13 +183,13 @@ def test_sighup_with_a_broken_config_keeps_the_running_one_with_one_log_line(
     stopped_cleanly(daemon, systemd)
 
 
-def test_sighup_adding_a_serial_output_opens_it_and_keeps_the_camera(pty, counting, systemd):
+def test_sighup_adding_a_serial_output_opens_it_and_keeps_the_camera(pty_pair, counting, systemd):
     from test_daemon_serial import LINE, read_lines, serial_output
 
     config, daemon = counting.config, counting.daemon
-    master, slave = pty
+    master, port = pty_pair
     before = video_fds(daemon.proc.pid, "vtest.avi")
-    config.write_text(config.read_text() + serial_output(os.ttyname(slave)))
+    config.write_text(config.read_text() + serial_output(port))
     daemon.proc.send_signal(signal.SIGHUP)
     lines = read_lines(master, 3, timeout=30)
     assert len(lines) == 3 and all(LINE.match(line) for line in lines), lines

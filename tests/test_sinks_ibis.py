@@ -194,14 +194,6 @@ def test_check_telegram_accepts_a_template_naming_configured_cars():
 
 # --- the sink on a pty at 1200 baud 7E2 -------------------------------------------------------
 
-@pytest.fixture
-def pty_pair():
-    master, slave = os.openpty()
-    yield master, os.ttyname(slave)
-    os.close(master)
-    os.close(slave)
-
-
 def read_telegrams(fd: int, count: int, timeout: float = 5.0) -> list[bytes]:
     """`count` telegrams (up to and including the checksum after each CR)."""
     buf = b""

@@ -90,15 +90,6 @@ class LineReader:
 
 
 @pytest.fixture
-def pty_pair():
-    """A pseudo-terminal: the sink opens the slave's path, the test reads the master."""
-    master, slave = os.openpty()
-    yield master, os.ttyname(slave)
-    os.close(master)
-    os.close(slave)
-
-
-@pytest.fixture
 def sinks():
     """Builds sinks and closes them at the end of the test, however it ends."""
     made: list[SerialLineSink] = []
