@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
 from crowdsign.config import ModelConfig, ZoneConfig
 from crowdsign.counting.counter import load_counter
+from crowdsign.counting.density import neighbourhood_mean
 from crowdsign.counting.modelcard import ModelError
 from crowdsign.frames import Frame, PixelFormat
 from crowdsign.zones import ZoneGeometry
@@ -123,6 +125,48 @@ def test_cell_gain_beyond_its_last_knot_stays_constant(tmp_path):
     image = np.zeros((64, 64), np.uint8)
     image[8:24, 8:24] = 255
     assert counter.count(_frame(image)).total == pytest.approx(48.0, abs=1e-3)
+
+
+def test_cell_gain_window_reads_each_cells_neighbourhood_not_the_cell_alone(tmp_path):
+    gain = "cell_gain = [[0.0, 1.0], [0.5, 1.0], [1.0, 3.0]]\n"
+    image = np.zeros((64, 64), np.uint8)
+    image[8:12, 8:12] = 255  # one lone cell of 1.0
+    image[40:52, 40:52] = 255  # a 3x3 block of cells of 1.0
+    own = load_counter(ModelConfig(path=write_density_model(tmp_path, "own", extra=gain),
+                                   num_threads=1), ZONES).count(_frame(image))
+    assert own.zones["left"] == pytest.approx(3.0, abs=1e-3)
+    assert own.zones["right"] == pytest.approx(27.0, abs=1e-3)
+    card = write_density_model(tmp_path, "window", extra=gain + "cell_gain_window = 3\n")
+    counts = load_counter(ModelConfig(path=card, num_threads=1), ZONES).count(_frame(image))
+    # The lone cell's neighbourhood averages 1/9: gain 1. In the block, the centre
+    # reads 9/9 (gain 3), its 4 edge cells 6/9 (gain 5/3), its 4 corners 4/9 (gain 1).
+    assert counts.zones["left"] == pytest.approx(1.0, abs=1e-3)
+    assert counts.zones["right"] == pytest.approx(3.0 + 4 * 5 / 3 + 4.0, abs=1e-3)
+    assert counts.total == pytest.approx(1.0 + 3.0 + 4 * 5 / 3 + 4.0, abs=1e-3)
+
+
+@pytest.mark.parametrize("window", [1, 3, 7])
+def test_neighbourhood_mean_is_the_box_mean_of_the_mirrored_map(window):
+    rng = np.random.default_rng(window)
+    maps = rng.random((2, 12, 16)).astype(np.float32)
+    got = neighbourhood_mean(maps, window)
+    for m, g in zip(maps, got):
+        expected = cv2.blur(m, (window, window), borderType=cv2.BORDER_REFLECT)
+        np.testing.assert_allclose(g, expected, atol=1e-6)
+    assert got.dtype == np.float32
+
+
+@pytest.mark.parametrize("extra, message", [
+    ("cell_gain = [[0.0, 1.0], [1.0, 2.0]]\ncell_gain_window = 4\n", "must be odd"),
+    ("cell_gain = [[0.0, 1.0], [1.0, 2.0]]\ncell_gain_window = 17\n", "wider than the 16x16"),
+    ("cell_gain = [[0.0, 1.0], [1.0, 2.0]]\ncell_gain_window = 0\n", "integer >= 1"),
+    ("cell_gain_window = 3\n", "only with a cell_gain"),
+])
+def test_bad_cell_gain_window_is_refused_naming_card_and_key(tmp_path, extra, message):
+    card = write_density_model(tmp_path, extra=extra)
+    with pytest.raises(ModelError, match=message) as e:
+        load_counter(ModelConfig(path=card), ZONES)
+    assert str(card) in str(e.value) and "cell_gain_window" in str(e.value)
 
 
 @pytest.mark.parametrize("value, message", [

@@ -164,7 +164,10 @@ def load_counter(model: ModelConfig, zones: ZoneGeometry) -> Counter:
             raise ModelError(f"{card.path}: tiles {list(tiles)} apply to detectors only, "
                              "not to a density model")
         head = DensityHead(interpreter, card.file, size, zones, card.output_stride,
-                           card.cell_gain)
+                           card.cell_gain, card.cell_gain_window)
+        if card.cell_gain_window > min(head.map_size):
+            raise ModelError(f"{card.path}: cell_gain_window {card.cell_gain_window} is wider "
+                             f"than the {head.map_size[0]}x{head.map_size[1]} output map")
         return Counter(card, model, interpreter, writer, head, zones, None)
 
     class_ids = counted_class_ids(card, model.classes or card.count_classes)

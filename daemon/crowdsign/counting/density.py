@@ -6,8 +6,9 @@ map's sum and a zone's count is the map weighted by the zone's mask (see
 zones.py: fractional weights where the zone edge cuts a cell). The masks are
 made once at load for the output resolution and kept as one zones x cells
 matrix, so a frame costs one dequantize and one small matrix-vector product.
-A card's `cell_gain` (see modelcard.py) rescales each cell by its value first,
-so the total and the zones see the same corrected map.
+A card's `cell_gain` (see modelcard.py) rescales each cell by its value, or by
+the mean value of its neighbourhood (`cell_gain_window`), first, so the total
+and the zones see the same corrected map.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ class DensityHead:
 
     def __init__(self, interpreter: Any, path: Path, input_size: tuple[int, int],
                  zones: ZoneGeometry, output_stride: Optional[int],
-                 cell_gain: Optional[Sequence[tuple[float, float]]] = None):
+                 cell_gain: Optional[Sequence[tuple[float, float]]] = None,
+                 cell_gain_window: int = 1):
         info = single_output(interpreter, path, "density", "[1, H, W, 1]")
         shape = info.shape
         if not (len(shape) in (3, 4) and shape[0] == 1 and (len(shape) == 3 or shape[3] == 1)):
@@ -41,6 +43,7 @@ class DensityHead:
                 f"{path}: output {width}x{height} is not input {input_size[0]}x"
                 f"{input_size[1]} / output_stride {output_stride} as the card says")
         self.map_size = (width, height)
+        self._window = cell_gain_window
         self._out = Dequantizer(interpreter, info)
         self._names = zones.names
         self._masks = np.ascontiguousarray(
@@ -53,7 +56,28 @@ class DensityHead:
         """The frame's total and each zone's share."""
         flat = self._out().reshape(-1)
         if self._gain is not None:
-            flat = flat * np.interp(flat, *self._gain).astype(np.float32)
+            width, height = self.map_size
+            level = neighbourhood_mean(flat.reshape(height, width), self._window).reshape(-1)
+            flat = flat * np.interp(level, *self._gain).astype(np.float32)
         np.matmul(self._masks, flat, out=self._sums)
         return (float(flat.sum(dtype=np.float64)),
                 MappingProxyType({n: float(s) for n, s in zip(self._names, self._sums)}))
+
+
+def neighbourhood_mean(cells: np.ndarray, window: int) -> np.ndarray:
+    """The mean of each cell's `window` x `window` neighbourhood (odd `window`;
+    the map mirrored at its edges) over the last two axes of `cells`.
+
+    What a card's cell gain reads: one cell of a dense crowd is a noisy
+    measure of how dense the crowd around it is, its neighbourhood less so.
+    """
+    if window == 1:
+        return cells
+    r = window // 2
+    padded = np.pad(cells.astype(np.float64), [(0, 0)] * (cells.ndim - 2) + [(r, r), (r, r)],
+                    mode="symmetric")
+    sums = np.zeros(padded.shape[:-2] + (padded.shape[-2] + 1, padded.shape[-1] + 1))
+    sums[..., 1:, 1:] = padded.cumsum(-2).cumsum(-1)
+    box = (sums[..., window:, window:] - sums[..., :-window, window:]
+           - sums[..., window:, :-window] + sums[..., :-window, :-window])
+    return (box / window ** 2).astype(cells.dtype)

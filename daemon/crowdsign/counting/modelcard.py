@@ -62,6 +62,10 @@ class ModelCard:
                        value, not on the scene; a gain fitted on the training
                        split after training (models/training/cell_gain.py)
                        undoes that without retraining or extra inference time.
+    cell_gain_window:  with cell_gain, odd, default 1: the gain is interpolated at
+                       the mean of the cell's window x window neighbourhood (edges
+                       mirrored) instead of at its own value. A dense crowd is
+                       squashed as a whole, and its cells' own values are noisy.
     source, licence, notes: provenance, for people.
     """
 
@@ -79,6 +83,7 @@ class ModelCard:
     max_detections: Optional[int]
     output_stride: Optional[int]
     cell_gain: Optional[tuple[tuple[float, float], ...]]
+    cell_gain_window: int
     source: str
     licence: str
     notes: str
@@ -104,7 +109,7 @@ class ModelCard:
 
 _KEYS = ("name", "kind", "file", "input_colour", "input_mean", "input_std", "labels",
          "label_offset", "count_classes", "default_threshold", "max_detections",
-         "output_stride", "cell_gain", "source", "licence", "notes")
+         "output_stride", "cell_gain", "cell_gain_window", "source", "licence", "notes")
 
 
 def card_path_for(model_path: Union[str, Path]) -> Path:
@@ -171,6 +176,11 @@ def _parse(raw: dict[str, Any], path: Path) -> ModelCard:
     gain = get.cell_gain("cell_gain")
     if gain is not None and kind != "density":
         raise ModelError(f"{path}: cell_gain: only for density models")
+    window = get.integer("cell_gain_window", 1, minimum=1)
+    if window % 2 == 0:
+        raise ModelError(f"{path}: cell_gain_window: must be odd, got {window}")
+    if window != 1 and gain is None:
+        raise ModelError(f"{path}: cell_gain_window: only with a cell_gain")
 
     card = ModelCard(
         path=path, name=get.string("name"), kind=kind,
@@ -178,6 +188,7 @@ def _parse(raw: dict[str, Any], path: Path) -> ModelCard:
         input_mean=mean, input_std=std, labels=labels, label_offset=label_offset,
         count_classes=count_classes, default_threshold=threshold,
         max_detections=max_det, output_stride=stride, cell_gain=gain,
+        cell_gain_window=window,
         source=get.string("source", ""), licence=get.string("licence", ""),
         notes=get.string("notes", ""))
     if kind in DETECTOR_KINDS:
