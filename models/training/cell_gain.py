@@ -11,7 +11,7 @@ crowd's density, not on the scene. So a gain that is a function of the density,
 applied to every cell after the model, can undo it at no inference cost.
 The density it reads is the mean of the cell's 7x7 neighbourhood
 (`cell_gain_window`): one cell of a dense crowd says less about how dense the
-crowd is than the cells around it (model card, "A gain read from the
+crowd is than the cells around it (model card, "The gain read from the
 neighbourhood").
 
 How: the card's model is run on every training image of Mall and ShanghaiTech
