@@ -17,6 +17,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping, Optional, Sequence
 
+import cv2
 import numpy as np
 
 from crowdsign.counting.modelcard import ModelError
@@ -73,11 +74,8 @@ def neighbourhood_mean(cells: np.ndarray, window: int) -> np.ndarray:
     """
     if window == 1:
         return cells
-    r = window // 2
-    padded = np.pad(cells.astype(np.float64), [(0, 0)] * (cells.ndim - 2) + [(r, r), (r, r)],
-                    mode="symmetric")
-    sums = np.zeros(padded.shape[:-2] + (padded.shape[-2] + 1, padded.shape[-1] + 1))
-    sums[..., 1:, 1:] = padded.cumsum(-2).cumsum(-1)
-    box = (sums[..., window:, window:] - sums[..., :-window, window:]
-           - sums[..., window:, :-window] + sums[..., :-window, :-window])
-    return (box / window ** 2).astype(cells.dtype)
+    size, border = (window, window), cv2.BORDER_REFLECT
+    if cells.ndim == 2:
+        return cv2.blur(cells, size, borderType=border)
+    maps = cells.reshape(-1, *cells.shape[-2:])
+    return np.stack([cv2.blur(m, size, borderType=border) for m in maps]).reshape(cells.shape)
