@@ -15,6 +15,7 @@ from shared_data import shared_path
 REPO = Path(__file__).resolve().parents[1]
 SSD_CARD = REPO / "models" / "cards" / "ssd_mobilenet_v1_coco_quant.toml"
 YOLOX_CARD = REPO / "models" / "cards" / "yolox_nano_320_float32.toml"
+DENSITY_CARD = REPO / "models" / "crowdsign_density_gray" / "crowdsign_density_gray.toml"
 
 
 @pytest.fixture
@@ -61,6 +62,18 @@ def test_tiles_multiply_the_invokes_of_detectors(mall_sample):
                             "--json", "--limit", "3", "--tiles", "2x2").stdout)
     assert four["model"] == "yolox_nano_320_float32 2x2" and four["frames"] == 3
     assert four["macs"] == 4 * one["macs"]
+
+
+def test_mirror_both_averages_each_image_with_its_mirror_at_twice_the_macs(mall_sample):
+    plain = json.loads(bench("--data", str(mall_sample), "--model", str(DENSITY_CARD),
+                             "--json", "--limit", "3").stdout)
+    result = bench("--data", str(mall_sample), "--model", str(DENSITY_CARD),
+                   "--json", "--limit", "3", "--mirror", "both")
+    assert result.returncode == 0, result.stderr
+    both = json.loads(result.stdout)
+    assert both["model"] == "crowdsign_density_gray +mirror" and both["frames"] == 3
+    assert both["macs"] == 2 * plain["macs"]
+    assert both["bias"] != plain["bias"]
 
 
 def test_models_with_the_same_file_name_are_reported_apart(mall_sample, tmp_path):

@@ -47,6 +47,8 @@ BAD_CONFIGS = [
     ("[levels]\nthresholds = [10]\n", "[levels].thresholds: needs 2 values"),
     ("[model]\nthreshold = 1.5\n", "[model].threshold: must be between 0 and 1, got 1.5"),
     ("[model]\ntiles = [0, 2]\n", "[model].tiles: must be [rows, cols], each 1..8"),
+    ("[model]\nmirror = \"sometimes\"\n",
+     "[model].mirror: must be off, alternate or both, got 'sometimes'"),
     ("[source]\nuri = \"http://cam\"\n", "[source].uri: must start with one of"),
     ("[camera]\nuri = \"picamera2\"\n", "[camera]: unknown section"),
     ("[source]\nuri = \"picamera2:front\"\n", "[source].uri: picamera2 takes a camera number"),

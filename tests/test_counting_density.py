@@ -102,7 +102,7 @@ def test_density_checks_output_stride(tmp_path):
 def test_tflite_path_finds_card_beside_it(tmp_path):
     write_density_model(tmp_path)
     counter = load_counter(ModelConfig(path=tmp_path / "density.tflite"), ZONES)
-    assert counter.describe() == "density 64x64 gray uint8, 2 threads"
+    assert counter.describe() == "density 64x64 gray uint8, 2 threads, every other frame mirrored"
 
 
 def test_cell_gain_rescales_cells_by_their_value_before_zone_sums(tmp_path):

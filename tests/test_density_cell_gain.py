@@ -87,7 +87,8 @@ def test_training_maps_are_the_maps_the_daemon_sums_before_any_gain(tmp_path):
         (MODEL_DIR / card.name).read_text(), None))
     shutil.copy(MODEL_DIR / "crowdsign_density_gray.tflite", tmp_path)
     parts = cell_gain.training_maps(card, SHARED / "data", threads=1, limit=3, window=5)
-    counter = load_counter(ModelConfig(path=card, num_threads=1), evaluate.WHOLE)
+    counter = load_counter(ModelConfig(path=card, num_threads=1, mirror="off"),
+                           evaluate.WHOLE)
     for part in parts:
         folder = SHARED / "data" / part.name / "train"
         train = evaluate.D.split(part.name, evaluate.D.read_labels(folder))[0][:3]

@@ -250,7 +250,7 @@ def test_input_size_that_the_network_cannot_take_is_refused_by_name(text):
 
 @pytest.fixture(scope="module")
 def counter():
-    c = load_counter(ModelConfig(path=CARD, num_threads=2), WHOLE)
+    c = load_counter(ModelConfig(path=CARD, num_threads=2, mirror="off"), WHOLE)
     yield c
     c.close()
 
@@ -346,7 +346,7 @@ def test_luma_plane_counts_like_the_gray_frame():
     path = shared_path("data", "mall", "train", "images", "seq_000700.jpg")
     gray = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2GRAY)
     i420 = np.vstack([gray, np.full((gray.shape[0] // 2, gray.shape[1]), 90, np.uint8)])
-    counter = load_counter(ModelConfig(path=CARD, num_threads=1), HALVES)
+    counter = load_counter(ModelConfig(path=CARD, num_threads=1, mirror="off"), HALVES)
     a = counter.count(Frame(gray, PixelFormat.GRAY, 0.0, 0))
     b = counter.count(Frame(i420, PixelFormat.YUV420, 0.0, 1))
     assert a.total == pytest.approx(b.total, abs=1e-6)

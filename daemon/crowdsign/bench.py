@@ -107,20 +107,29 @@ def frames_of(images: Sequence[LabelledImage]) -> Iterator[tuple[LabelledImage, 
 
 
 def run_bench(data_dir: Path, models: Sequence[Path], *, tiles: tuple[int, int] = (1, 1),
-              threads: int = 2, limit: Optional[int] = None) -> list[BenchResult]:
+              threads: int = 2, limit: Optional[int] = None,
+              mirror: str = "off") -> list[BenchResult]:
     """Count every image with every model, interleaved; one result per model.
 
     `tiles` applies to detectors; a density model always runs in one pass.
+    `mirror`: `off` counts each image as it is; `both` averages it with its
+    mirror image (the daemon's `[model] mirror = "both"`, two invokes). The
+    daemon's `alternate` needs a sequence of frames of one scene, which a
+    folder of still images is not.
     """
+    if mirror not in ("off", "both"):
+        raise BenchError(f"--mirror: expected off or both, got {mirror!r}")
     images = read_labels(data_dir, limit)
     zones = ZoneGeometry([WHOLE_FRAME])
     counters: list[tuple[str, Counter, int]] = []
     for path in models:
         card = load_model_card(card_path_for(path))
         model_tiles = (1, 1) if card.kind == "density" else tiles
-        counter = load_counter(ModelConfig(path=path, num_threads=threads, tiles=model_tiles),
-                               zones)
+        counter = load_counter(ModelConfig(path=path, num_threads=threads, tiles=model_tiles,
+                                           mirror=mirror), zones)
         label = model_label(path, model_tiles, [taken for taken, _, _ in counters])
+        if mirror == "both":
+            label += " +mirror"
         counters.append((label, counter,
                          count_macs(counter.card.file)))
 
@@ -150,7 +159,7 @@ def run_bench(data_dir: Path, models: Sequence[Path], *, tiles: tuple[int, int] 
 
 
 def bench_main(data: Path, models: Sequence[Path], tiles: str, threads: int,
-               limit: Optional[int], as_json: bool) -> int:
+               limit: Optional[int], as_json: bool, mirror: str = "off") -> int:
     """The `crowdsign bench` command; returns the exit code."""
     import sys
 
@@ -162,7 +171,8 @@ def bench_main(data: Path, models: Sequence[Path], tiles: str, threads: int,
         print(f"crowdsign: --tiles: expected RxC such as 2x2, got {tiles!r}", file=sys.stderr)
         return 2
     try:
-        results = run_bench(data, models, tiles=(rows, cols), threads=threads, limit=limit)
+        results = run_bench(data, models, tiles=(rows, cols), threads=threads, limit=limit,
+                            mirror=mirror)
     except (BenchError, ModelError) as e:
         print(f"crowdsign: {e}", file=sys.stderr)
         return 2

@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--tiles", default="1x1", metavar="RxC", help="detector tiles")
     bench.add_argument("--threads", type=int, default=2, metavar="N", help="TFLite threads")
     bench.add_argument("--limit", type=int, metavar="N", help="only the first N images")
+    bench.add_argument("--mirror", choices=("off", "both"), default="off",
+                       help="both: average each image's count with its mirror image's")
     bench.add_argument("--json", action="store_true", help="one JSON object per model")
     return parser
 
@@ -114,7 +116,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.command == "bench":
         from crowdsign.bench import bench_main
 
-        return bench_main(args.data, args.model, args.tiles, args.threads, args.limit, args.json)
+        return bench_main(args.data, args.model, args.tiles, args.threads, args.limit, args.json,
+                          args.mirror)
     if args.command == "doctor":
         from crowdsign.doctor import doctor_main
 

@@ -98,6 +98,11 @@ class ModelConfig:
     tile_overlap: fraction of a tile shared with its neighbour.
     nms_iou:      IoU above which two detections are the same person
                   (raw-output detectors, and merging at tile seams).
+    mirror:       which views of a frame are counted: `off` (the frame as it
+                  is), `alternate` (every other frame mirrored left to right,
+                  so the smoothing averages two views of a slowly changing
+                  crowd at no extra cost), or `both` (each frame and its
+                  mirror, averaged: twice the model time).
     """
 
     path: Path = Path("/usr/share/crowdsign/models/default.toml")
@@ -107,6 +112,10 @@ class ModelConfig:
     tiles: tuple[int, ...] = (1, 1)
     tile_overlap: float = 0.1
     nms_iou: float = 0.5
+    mirror: str = "alternate"
+
+
+MIRROR_MODES = ("off", "alternate", "both")
 
 
 @dataclass(frozen=True)
@@ -630,6 +639,8 @@ def validate(config: Config, where: str) -> list[str]:
     need(0.0 <= m.tile_overlap < 0.5, "[model].tile_overlap", "must be in [0, 0.5)")
     need(0.0 < m.nms_iou < 1.0, "[model].nms_iou", "must be between 0 and 1")
     need(m.classes is None or len(m.classes) > 0, "[model].classes", "must not be empty")
+    need(m.mirror in MIRROR_MODES, "[model].mirror",
+         f"must be {', '.join(MIRROR_MODES[:-1])} or {MIRROR_MODES[-1]}, got {m.mirror!r}")
 
     need(lv.smoothing in ("median", "ema"), "[levels].smoothing",
          f"must be median or ema, got {lv.smoothing!r}")

@@ -2,7 +2,7 @@
 
     .venv/bin/python -m models.training.evaluate --data ../shared/data \
         --model models/crowdsign_density_gray/crowdsign_density_gray.toml [--model CARD ...] \
-        [--threads 2] [--limit N] [--json]
+        [--threads 2] [--limit N] [--mirror both] [--json]
 
 Runs each card on the validation split that training kept aside (Mall frames
 601-800, the fixed 80 of ShanghaiTech B; see data.split) with
@@ -57,10 +57,11 @@ def val_records(data: Path, dataset: str) -> list[dict]:
 
 
 def evaluate(cards: list[Path], data: Path, datasets=("mall", "shanghaitech_b"),
-             threads: int = 2, limit: int = 0) -> dict:
+             threads: int = 2, limit: int = 0, mirror: str = "off") -> dict:
     """{card: {dataset: {frames, mae, mae_se, rmse, bias, invoke_ms_median[, mae_vs_first,
     mae_vs_first_se]}}}; models interleaved per frame."""
-    counters = {c: load_counter(ModelConfig(path=c, num_threads=threads), WHOLE) for c in cards}
+    counters = {c: load_counter(ModelConfig(path=c, num_threads=threads, mirror=mirror), WHOLE)
+                for c in cards}
     result = {str(c): {} for c in cards}
     for ds in datasets:
         records = val_records(data, ds)
@@ -96,9 +97,12 @@ def main(argv=None) -> None:
     p.add_argument("--model", type=Path, action="append", required=True, help="model card (.toml)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--limit", type=int, default=0, help="first N validation images per dataset")
+    p.add_argument("--mirror", choices=("off", "both"), default="off",
+                   help="both: each image's count averaged with its mirror image's")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
-    result = evaluate(args.model, args.data, threads=args.threads, limit=args.limit)
+    result = evaluate(args.model, args.data, threads=args.threads, limit=args.limit,
+                      mirror=args.mirror)
     if args.json:
         print(json.dumps(result, indent=1))
         return

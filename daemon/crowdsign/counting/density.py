@@ -53,11 +53,14 @@ class DensityHead:
         self._gain = None if cell_gain is None else tuple(
             np.array(column, dtype=np.float32) for column in zip(*cell_gain))
 
-    def decode(self) -> tuple[float, Mapping[str, float]]:
-        """The frame's total and each zone's share."""
+    def decode(self, mirrored: bool = False) -> tuple[float, Mapping[str, float]]:
+        """The frame's total and each zone's share; `mirrored`: the input was
+        the frame mirrored left to right, so the map is mirrored back first."""
+        width, height = self.map_size
         flat = self._out().reshape(-1)
+        if mirrored:
+            flat = np.ascontiguousarray(flat.reshape(height, width)[:, ::-1]).reshape(-1)
         if self._gain is not None:
-            width, height = self.map_size
             level = neighbourhood_mean(flat.reshape(height, width), self._window).reshape(-1)
             flat = flat * np.interp(level, *self._gain).astype(np.float32)
         np.matmul(self._masks, flat, out=self._sums)

@@ -38,6 +38,14 @@ class Detections(NamedTuple):
                    any(p.cap_hit for p in parts))
 
 
+def mirrored_back(d: Detections) -> Detections:
+    """Detections made on the input mirrored left to right, with their boxes
+    put back where they are in the unmirrored input."""
+    boxes = d.boxes.copy()
+    boxes[:, 0], boxes[:, 2] = 1.0 - d.boxes[:, 2], 1.0 - d.boxes[:, 0]
+    return d._replace(boxes=boxes)
+
+
 class DetectorHead(Protocol):
     """Reads a detector's outputs after invoke."""
 

@@ -102,8 +102,9 @@ class InputWriter:
         return pixels, _AFTER_RESIZE[(fmt, self.channels)]
 
     def write(self, image: np.ndarray, conversion: Optional[int],
-              rect: Optional[tuple[int, int, int, int]] = None) -> None:
-        """Resize `image` (or its rect x0, y0, x1, y1) into the input tensor."""
+              rect: Optional[tuple[int, int, int, int]] = None, mirror: bool = False) -> None:
+        """Resize `image` (or its rect x0, y0, x1, y1) into the input tensor,
+        mirrored left to right if `mirror`."""
         if rect is not None:
             x0, y0, x1, y1 = rect
             image = image[y0:y1, x0:x1]
@@ -126,4 +127,6 @@ class InputWriter:
             else:
                 cv2.cvtColor(resized, conversion, dst=self._converted)
                 cv2.LUT(self._converted, self._lut, dst=view)
+        if mirror:
+            view[:] = view[:, ::-1]  # numpy copies overlapping operands first
         del view
