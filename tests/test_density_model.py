@@ -306,6 +306,12 @@ def test_the_slim_context_size_narrows_only_the_context_and_fits_the_bar_at_640x
     assert arch.macs("m+", 640, 480) > 1.0e9 >= arch.macs("m+96", 640, 480)
 
 
+def test_the_half_size_counts_a_frame_and_its_mirror_image_under_the_bar():
+    channels = arch.channels("m+half")
+    assert channels["s8b"] == channels["s16d"] == 56  # the two sides of the 1/8 add
+    assert 2 * arch.macs("m+half", 512, 384) <= 1.0e9 < 2 * arch.macs("m+", 512, 384)
+
+
 def test_an_unknown_architecture_is_named():
     with pytest.raises(ValueError, match="'xl'"):
         arch.layers_of("xl")

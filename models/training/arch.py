@@ -119,16 +119,20 @@ _L = ([Conv("stem1", INPUT, 16, stride=2), Conv("stem2", "stem1", 32, stride=2),
       + _context_and_head("s8c"))
 
 
-def _slim_context(layers: list[Layer], context: int, head1: int) -> list[Layer]:
+def _slim_context(layers: list[Layer], context: int, head1: int,
+                  s8: int | None = None) -> list[Layer]:
     """`layers` with the 1/16 and 1/32 stages `context` channels wide and the
     first head convolution `head1` wide: the same graph, cheap enough to run
-    a larger input under the compute bar (the 1/8 path, where heads are
-    found, keeps its width)."""
+    a larger input under the compute bar. The 1/8 path, where heads are
+    found, keeps its width unless `s8` narrows it (with the 1/16 output that
+    is added to it)."""
     def slim(layer: Layer) -> Layer:
         if isinstance(layer, Conv) and layer.name in ("s16a", "s16b", "s32a", "s32b", "s32d", "s16c"):
             return replace(layer, filters=context)
         if isinstance(layer, Conv) and layer.name == "head1":
             return replace(layer, filters=head1)
+        if s8 is not None and isinstance(layer, Conv) and layer.name in ("s8a", "s8b", "s16d"):
+            return replace(layer, filters=s8)
         return layer
     return [slim(l) for l in layers]
 
@@ -157,6 +161,10 @@ ARCHS: dict[str, list[Layer]] = {
     # 512x384, 0.94 at 640x480 (a Mall frame unscaled, ShanghaiTech B at 0.625),
     # where "m+" would take 1.23; a training step of 64 patches 0.84x "m+"'s.
     "m+96": _slim_context(_open_head(_M), context=96, head1=48),
+    # "m+" slimmed to under half the compute bar (0.49 GMAC at 512x384: 56-channel
+    # 1/8 path, 76-channel context, 48-channel head1), so that a frame and its
+    # mirror image together (`[model] mirror = "both"`) stay under 1.0.
+    "m+half": _slim_context(_open_head(_M), context=76, head1=48, s8=56),
     # "m+" on a frame of twice the side (1024x768: ShanghaiTech B unscaled, output
     # stride 16): its first convolution, 6x6 with stride 4 and 24 channels, reads
     # the native pixels where "m+" reads a half-size frame through a 3x3 stride 2.
