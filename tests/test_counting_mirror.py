@@ -48,13 +48,17 @@ def as_seen_in_mirror(counts) -> dict[str, float]:
     return {SWAPPED[name]: n for name, n in counts.zones.items()}
 
 
+def plain_views(card, image: np.ndarray):
+    """A plain counter's counts of `image` and of its mirror image (zones as in that image)."""
+    plain = counter(card, "off")
+    return plain.count(frame(image)), plain.count(frame(image[:, ::-1]))
+
+
 @pytest.mark.parametrize("card,size", [(DENSITY_CARD, (512, 384)), (SSD_CARD, (300, 300))],
                          ids=["density", "ssd"])
 def test_alternate_counts_every_other_frame_mirrored_with_zones_kept_in_place(card, size):
     image = mall_frame(size)
-    plain = counter(card, "off")
-    as_is = plain.count(frame(image))
-    mirrored = plain.count(frame(image[:, ::-1]))
+    as_is, mirrored = plain_views(card, image)
     assert sum(abs(as_is.zones[z] - as_seen_in_mirror(mirrored)[z]) for z in SWAPPED) > 0.05, \
         "the model counts this frame and its mirror image alike: the test cannot tell them apart"
 
@@ -72,9 +76,7 @@ def test_alternate_counts_every_other_frame_mirrored_with_zones_kept_in_place(ca
                          ids=["density", "ssd"])
 def test_both_averages_each_frame_with_its_mirror_image_in_two_invokes(card, size):
     image = mall_frame(size)
-    plain = counter(card, "off")
-    as_is = plain.count(frame(image))
-    mirror_counts = plain.count(frame(image[:, ::-1]))
+    as_is, mirror_counts = plain_views(card, image)
     mirrored = as_seen_in_mirror(mirror_counts)
 
     both = counter(card, "both")

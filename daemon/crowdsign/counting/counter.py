@@ -103,10 +103,12 @@ class Counter:
             views = [self._count_density(image, conversion, m, spent) for m in self._mirror.views()]
         else:
             views = self._count_detections(frame, image, conversion, spent)
-        with spent.step("post"):
-            total = sum(t for t, _ in views) / len(views)
-            zones = MappingProxyType({name: sum(z[name] for _, z in views) / len(views)
-                                      for name in views[0][1]})
+        total, zones = views[0]
+        if len(views) > 1:
+            with spent.step("post"):
+                total = sum(t for t, _ in views) / len(views)
+                zones = MappingProxyType({name: sum(z[name] for _, z in views) / len(views)
+                                          for name in zones})
         self.timings = spent.timings()
         return ZoneCounts(frame.index, frame.timestamp, total, zones)
 
