@@ -60,7 +60,7 @@ if [ ! -f "$WHEELS/.done" ]; then
     log "wheels: building crowdsign's dependencies with Debian's python3 (systemd-python from source)"
     rm -rf "$CACHE"/wheels-* "$CACHE/buildvenv"
     /usr/bin/python3 -m venv "$CACHE/buildvenv"
-    "$CACHE/buildvenv/bin/pip" install -q --upgrade pip wheel
+    "$CACHE/buildvenv/bin/pip" install -q --upgrade pip wheel "setuptools>=77"
     "${NICE[@]}" "$CACHE/buildvenv/bin/pip" wheel -q --wheel-dir "$WHEELS" "$SRC[systemd]"
     rm -f "$WHEELS"/crowdsign-*.whl
     touch "$WHEELS/.done"
