@@ -21,7 +21,7 @@ from typing import Iterator, Optional, Sequence
 import cv2
 import numpy as np
 
-from crowdsign.config import ModelConfig, ZoneConfig
+from crowdsign.config import STILL_IMAGE_MIRROR_MODES, ModelConfig, ZoneConfig
 from crowdsign.counting.counter import Counter, load_counter
 from crowdsign.counting.macs import count_macs
 from crowdsign.counting.modelcard import ModelError, card_path_for, load_model_card
@@ -117,8 +117,9 @@ def run_bench(data_dir: Path, models: Sequence[Path], *, tiles: tuple[int, int] 
     daemon's `alternate` needs a sequence of frames of one scene, which a
     folder of still images is not.
     """
-    if mirror not in ("off", "both"):
-        raise BenchError(f"--mirror: expected off or both, got {mirror!r}")
+    if mirror not in STILL_IMAGE_MIRROR_MODES:
+        raise BenchError(f"--mirror: expected {' or '.join(STILL_IMAGE_MIRROR_MODES)}, "
+                         f"got {mirror!r}")
     images = read_labels(data_dir, limit)
     zones = ZoneGeometry([WHOLE_FRAME])
     counters: list[tuple[str, Counter, int]] = []

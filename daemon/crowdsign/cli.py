@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from crowdsign import __version__
-from crowdsign.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config, validate
+from crowdsign.config import (DEFAULT_CONFIG_PATH, STILL_IMAGE_MIRROR_MODES, Config, ConfigError,
+                              load_config, validate)
 
 # First existing file wins (see the module docstring).
 CONFIG_SEARCH_PATH = (Path("/boot/firmware/crowdsign.toml"), DEFAULT_CONFIG_PATH)
@@ -71,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--tiles", default="1x1", metavar="RxC", help="detector tiles")
     bench.add_argument("--threads", type=int, default=2, metavar="N", help="TFLite threads")
     bench.add_argument("--limit", type=int, metavar="N", help="only the first N images")
-    bench.add_argument("--mirror", choices=("off", "both"), default="off",
+    bench.add_argument("--mirror", choices=STILL_IMAGE_MIRROR_MODES, default="off",
                        help="both: average each image's count with its mirror image's")
     bench.add_argument("--json", action="store_true", help="one JSON object per model")
     return parser

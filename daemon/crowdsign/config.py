@@ -116,6 +116,9 @@ class ModelConfig:
 
 
 MIRROR_MODES = ("off", "alternate", "both")
+# What a folder of still images can be counted with (`crowdsign bench`, the
+# training tools): `alternate` needs a sequence of frames of one scene.
+STILL_IMAGE_MIRROR_MODES = ("off", "both")
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO / "daemon") not in sys.path:
     sys.path.insert(0, str(REPO / "daemon"))
 
-from crowdsign.config import ModelConfig, ZoneConfig  # noqa: E402
+from crowdsign.config import STILL_IMAGE_MIRROR_MODES, ModelConfig, ZoneConfig  # noqa: E402
 from crowdsign.counting.counter import load_counter  # noqa: E402
 from crowdsign.frames import Frame, PixelFormat  # noqa: E402
 from crowdsign.zones import ZoneGeometry  # noqa: E402
@@ -97,7 +97,7 @@ def main(argv=None) -> None:
     p.add_argument("--model", type=Path, action="append", required=True, help="model card (.toml)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--limit", type=int, default=0, help="first N validation images per dataset")
-    p.add_argument("--mirror", choices=("off", "both"), default="off",
+    p.add_argument("--mirror", choices=STILL_IMAGE_MIRROR_MODES, default="off",
                    help="both: each image's count averaged with its mirror image's")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
