@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from crowdsign.counting.runtime import interpreter_class
+import numpy_density
 from shared_data import REPO, shared_path, training_module
 
 arch = training_module("arch")
@@ -51,40 +52,6 @@ def test_a_detector_is_refused_as_not_this_network():
         from_tflite.folded_layers(ssd, SHIPPED_ARCH)
 
 
-def _same_pad(x: np.ndarray, kernel: int, stride: int) -> np.ndarray:
-    (top, bottom), (left, right) = (arch.same_padding(x.shape[i], kernel, stride) for i in (0, 1))
-    return np.pad(x, ((top, bottom), (left, right), (0, 0)))
-
-
-def _conv(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, stride: int) -> np.ndarray:
-    """'same' convolution of an H x W x C array with an h x w x C x O kernel."""
-    k = kernel.shape[0]
-    windows = np.lib.stride_tricks.sliding_window_view(_same_pad(x, k, stride), (k, k), axis=(0, 1))
-    windows = windows[::stride, ::stride]  # H' x W' x C x k x k
-    return np.tensordot(windows, kernel.transpose(2, 0, 1, 3), axes=3) + bias
-
-
-def _float_density(folded: dict, gray: np.ndarray) -> np.ndarray:
-    """The float network of the layer list on one gray image, numpy only."""
-    t = {arch.INPUT: gray.astype(np.float32)[..., None]}
-    for layer in arch.layers_of(SHIPPED_ARCH):
-        if isinstance(layer, arch.Conv):
-            kernel, bias = folded[layer.name]
-            t[layer.name] = np.clip(_conv(t[layer.source], kernel, bias, layer.stride), 0, layer.cap)
-        elif isinstance(layer, arch.Density):
-            kernel, bias = folded[layer.name]
-            t[layer.name] = np.maximum(_conv(t[layer.source], kernel, bias, 1), 0)
-        elif isinstance(layer, arch.Upsample):
-            h, w = t[layer.source].shape[:2]
-            # OpenCV's bilinear resize has TensorFlow's half-pixel centres.
-            up = cv2.resize(t[layer.source], (2 * w, 2 * h), interpolation=cv2.INTER_LINEAR)
-            t[layer.name] = up.reshape(2 * h, 2 * w, -1)
-        else:
-            a, b = layer.sources
-            t[layer.name] = t[a] + t[b]
-    return t[arch.layers_of(SHIPPED_ARCH)[-1].name][..., 0]
-
-
 @pytest.fixture(scope="module")
 def gray() -> np.ndarray:
     """A crowded Mall frame at the model's 512x384, gray."""
@@ -105,7 +72,7 @@ def _int8_density(gray: np.ndarray) -> np.ndarray:
 
 def test_recovered_float_network_gives_the_int8_models_density_map(folded, gray):
     int8 = _int8_density(gray)
-    recovered = _float_density(folded, gray)
+    recovered = numpy_density.density(SHIPPED_ARCH, folded, gray)
     assert recovered.shape == int8.shape == (48, 64)
     # The same map up to int8 rounding: one output step per cell, a few % of the count.
     assert np.corrcoef(recovered.ravel(), int8.ravel())[0, 1] > 0.98

@@ -143,6 +143,65 @@ def training_patches(train: dict, seed: int, batches: int = 32, batch: int = 64,
                            for k in range(batches)])
 
 
+def _batches_of(x: np.ndarray, size: int) -> list:
+    import torch
+
+    return [torch.from_numpy(np.ascontiguousarray(x[i:i + size].transpose(0, 3, 1, 2))).float()
+            for i in range(0, len(x), size)]
+
+
+def set_batch_statistics(net, patches: np.ndarray, batch: int = 64) -> None:
+    """Give each BatchNorm of `net` (a torch_net.DensityNet whose BatchNorms are
+    identities in evaluation mode: gamma 1, mean 0, variance 1 - eps) the
+    statistics of training `patches` (N x h x w x 1, 0..255) in batches of
+    `batch`, keeping the function `net` computes in evaluation mode.
+
+    Layer by layer, in order: each BatchNorm gets the per-channel mean and
+    (biased) variance of its convolution's output per batch in training mode,
+    averaged over the batches, with the BatchNorms before it already set, so
+    that the statistics are those of the batch-normalised network training
+    runs, and its running statistics do not drift away from them as training
+    starts."""
+    import torch
+
+    from models.training import torch_net as T
+
+    data = _batches_of(patches, batch)
+    norms = [(name, m) for name, m in net.convs.items() if isinstance(m, T.ConvBnRelu6)]
+    for _, m in norms:
+        m.bn.momentum = 0.0  # batch statistics normalise, running ones stay as set
+    net.train()
+    for name, m in norms:
+        parts = []
+
+        # The convolution's output is BatchNorm's input: ConvBnRelu6 may call
+        # F.conv2d with the conv's weight rather than the conv module itself.
+        def capture(_m, inputs):
+            out = inputs[0]
+            parts.append((out.double().mean((0, 2, 3)), out.double().var((0, 2, 3), unbiased=False)))
+            raise _Captured  # the layers after this one are not needed yet
+
+        hook = m.bn.register_forward_pre_hook(capture)
+        with torch.no_grad():
+            for x in data:
+                try:
+                    net(x)
+                except _Captured:
+                    pass
+        hook.remove()
+        mean = torch.stack([p[0] for p in parts]).mean(0).float()
+        var = torch.stack([p[1] for p in parts]).mean(0).float().clamp(min=1e-6)
+        # gamma * (x - mean) / std + beta == x + bias: the same function, real statistics.
+        with torch.no_grad():
+            m.bn.weight.copy_(var.sqrt())
+            m.bn.bias.add_(mean)
+            m.bn.running_mean.copy_(mean)
+            m.bn.running_var.copy_((var - A.BN_EPSILON).clamp(min=0))
+    for _, m in norms:
+        m.bn.momentum = 1.0 - A.BN_MOMENTUM
+    net.eval()
+
+
 def keras_arrays(model: Path, arch: str, images: np.ndarray,
                  patches: np.ndarray, batch: int = 64) -> dict[str, np.ndarray]:
     """Float weights in train_torch's layout (probe output excluded) for the int8
@@ -178,53 +237,13 @@ def keras_arrays(model: Path, arch: str, images: np.ndarray,
     net = T.DensityNet(arch)
     T.load_keras_arrays(net, arrays)
 
-    def batches_of(x: np.ndarray, size: int) -> list:
-        return [torch.from_numpy(np.ascontiguousarray(x[i:i + size].transpose(0, 3, 1, 2))).float()
-                for i in range(0, len(x), size)]
-
-    # Layer by layer, in order: each BatchNorm gets the per-channel mean and (biased)
-    # variance of its convolution's output per batch in training mode, averaged over
-    # the batches, with the BatchNorms before it already set, so that the statistics
-    # are those of the batch-normalised network training runs, and its running
-    # statistics do not drift away from them as training starts.
-    data = batches_of(patches, batch)
-    norms = [(name, m) for name, m in net.convs.items() if isinstance(m, T.ConvBnRelu6)]
-    for _, m in norms:
-        m.bn.momentum = 0.0  # batch statistics normalise, running ones stay as set
-    net.train()
-    for name, m in norms:
-        parts = []
-
-        # The convolution's output is BatchNorm's input: ConvBnRelu6 may call
-        # F.conv2d with the conv's weight rather than the conv module itself.
-        def capture(_m, inputs):
-            out = inputs[0]
-            parts.append((out.double().mean((0, 2, 3)), out.double().var((0, 2, 3), unbiased=False)))
-            raise _Captured  # the layers after this one are not needed yet
-
-        hook = m.bn.register_forward_pre_hook(capture)
-        with torch.no_grad():
-            for x in data:
-                try:
-                    net(x)
-                except _Captured:
-                    pass
-        hook.remove()
-        mean = torch.stack([p[0] for p in parts]).mean(0).float()
-        var = torch.stack([p[1] for p in parts]).mean(0).float().clamp(min=1e-6)
-        # gamma * (x - mean) / std + beta == x + bias: the same function, real statistics.
-        with torch.no_grad():
-            m.bn.weight.copy_(var.sqrt())
-            m.bn.bias.add_(mean)
-            m.bn.running_mean.copy_(mean)
-            m.bn.running_var.copy_((var - A.BN_EPSILON).clamp(min=0))
-    net.eval()
+    set_batch_statistics(net, patches, batch)
 
     # The export raised the int8 model's last bias until its mean count met the float
     # model's; in float that shift adds to every cell. Lower the bias until the float
     # mean count meets the int8 model's again (secant steps; the response is near linear).
     target = int8_mean_count(model, images)
-    batches = batches_of(images, 8)
+    batches = _batches_of(images, 8)
     density = net.convs[last]
     bias = density.bias.detach().clone()
 

@@ -1,0 +1,178 @@
+"""A slimmer network cut out of trained weights (models/training/prune.py),
+checked with numpy alone on the shipped model's weights and a real Mall frame."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+import numpy_density
+from shared_data import REPO, shared_path, training_module
+
+arch = training_module("arch")
+from_tflite = training_module("from_tflite")
+prune = training_module("prune")
+
+SHIPPED = REPO / "models/crowdsign_density_gray/crowdsign_density_gray.tflite"
+SOURCE, TARGET = "m+", "m+half"
+
+
+@pytest.fixture(scope="module")
+def shipped_arrays() -> dict[str, np.ndarray]:
+    """The shipped model's weights in train_torch's layout, each BatchNorm an identity."""
+    arrays = {}
+    for name, (kernel, bias) in from_tflite.folded_layers(SHIPPED, SOURCE).items():
+        arrays[f"{name}/kernel"] = kernel
+        if name == "density":
+            arrays[f"{name}/bias"] = bias
+            continue
+        c = len(bias)
+        arrays.update({f"{name}_bn/gamma": np.ones(c, np.float32), f"{name}_bn/beta": bias,
+                       f"{name}_bn/moving_mean": np.zeros(c, np.float32),
+                       f"{name}_bn/moving_variance": np.full(c, 1.0 - arch.BN_EPSILON, np.float32)})
+    return arrays
+
+
+@pytest.fixture(scope="module")
+def gray() -> np.ndarray:
+    """A crowded Mall frame at the model's 512x384, gray (every channel of the
+    shipped model is active somewhere on it)."""
+    path = shared_path("data", "mall", "train", "images", "seq_000700.jpg")
+    return cv2.cvtColor(cv2.resize(cv2.imread(str(path)), (512, 384)), cv2.COLOR_BGR2GRAY)
+
+
+def _folded(arch_name: str, arrays) -> dict:
+    """(kernel, bias) per convolution with its BatchNorm folded in."""
+    folded = {}
+    for layer in arch.layers_of(arch_name):
+        if isinstance(layer, arch.Density):
+            folded[layer.name] = (arrays[f"{layer.name}/kernel"], arrays[f"{layer.name}/bias"])
+        elif isinstance(layer, arch.Conv):
+            bn = {w: arrays[f"{layer.name}_bn/{w}"] for w in ("gamma", "beta", "moving_mean", "moving_variance")}
+            scale = bn["gamma"] / np.sqrt(bn["moving_variance"] + arch.BN_EPSILON)
+            folded[layer.name] = (arrays[f"{layer.name}/kernel"] * scale,
+                                  bn["beta"] - bn["moving_mean"] * scale)
+    return folded
+
+
+def _activity(arch_name: str, arrays, gray) -> dict[str, np.ndarray]:
+    return {name: np.abs(t).mean((0, 1))
+            for name, t in numpy_density.tensors(arch_name, _folded(arch_name, arrays), gray).items()}
+
+
+def _cut_channels(seed: int = 0) -> dict[str, np.ndarray]:
+    """Per channel group that TARGET narrows, a random choice of channels to cut."""
+    rng = np.random.default_rng(seed)
+    have, want = arch.channels(SOURCE), arch.channels(TARGET)
+    cut = {}
+    for name, group in prune.channel_groups(SOURCE).items():
+        if want[name] < have[name] and group not in cut:
+            cut[group] = np.sort(rng.choice(have[name], have[name] - want[name], replace=False))
+    return cut
+
+
+def _readers(arch_name: str, group_of: dict, group: str):
+    """The convolutions that read a tensor of `group`."""
+    return [l for l in arch.layers_of(arch_name)
+            if isinstance(l, (arch.Conv, arch.Density)) and l.source != arch.INPUT
+            and group_of[l.source] == group]
+
+
+def test_channels_joined_by_an_add_are_cut_together():
+    group = prune.channel_groups(SOURCE)
+    assert group["s8b"] == group["s16d"] == group["up"] == group["fuse"]
+    assert group["s16b"] == group["s32d"] == group["up32"] == group["fuse16"]
+    assert len({group["s8a"], group["s8b"], group["s16b"], group["s16c"], group["head1"]}) == 5
+
+
+def test_the_channels_that_pass_nothing_on_are_cut_and_the_density_map_stays_the_same(shipped_arrays, gray):
+    arrays = dict(shipped_arrays)
+    group_of = prune.channel_groups(SOURCE)
+    cut = _cut_channels()
+    for group, channels in cut.items():
+        for reader in _readers(SOURCE, group_of, group):
+            key = f"{reader.name}/kernel"
+            arrays[key] = arrays[key].copy()
+            arrays[key][:, :, channels] = 0.0
+
+    activity = _activity(SOURCE, arrays, gray)
+    keep = prune.kept_channels(SOURCE, TARGET, arrays, activity)
+
+    for name, group in group_of.items():
+        if group in cut:
+            assert len(keep[name]) == arch.channels(TARGET)[name]
+            dropped = np.setdiff1d(np.arange(arch.channels(SOURCE)[name]), keep[name])
+            # Each is unread, or silent on this frame (zeroed weights can silence a reader).
+            silent = np.flatnonzero(activity[name] == 0)
+            assert np.setdiff1d(dropped, np.union1d(cut[group], silent)).size == 0, name
+    slim = prune.slimmed(SOURCE, TARGET, arrays, keep, activity)
+    full_map = numpy_density.density(SOURCE, _folded(SOURCE, arrays), gray)
+    slim_map = numpy_density.density(TARGET, _folded(TARGET, slim), gray)
+    assert full_map.sum() > 10.0  # a crowded frame, not an empty map
+    np.testing.assert_allclose(slim_map, full_map, rtol=1e-4, atol=1e-5)
+
+
+def test_a_cut_channel_leaves_what_it_added_on_average_in_the_next_bias(shipped_arrays, gray):
+    """Cut channels that are constant (a zero kernel, a bias in ReLU6's range)
+    and read through the centre tap only add the same everywhere, so moving
+    their mean into the readers' biases keeps the network's function exactly."""
+    arrays = dict(shipped_arrays)
+    group_of = prune.channel_groups(SOURCE)
+    cut = _cut_channels(seed=1)
+    rng = np.random.default_rng(2)
+    for group, channels in cut.items():
+        for layer in arch.layers_of(SOURCE):
+            if isinstance(layer, arch.Conv) and group_of[layer.name] == group:
+                arrays[f"{layer.name}/kernel"] = arrays[f"{layer.name}/kernel"].copy()
+                arrays[f"{layer.name}/kernel"][..., channels] = 0.0
+                arrays[f"{layer.name}_bn/beta"] = arrays[f"{layer.name}_bn/beta"].copy()
+                arrays[f"{layer.name}_bn/beta"][channels] = 0.5
+        for reader in _readers(SOURCE, group_of, group):
+            key = f"{reader.name}/kernel"
+            arrays[key] = arrays[key].copy()
+            k = arrays[key].shape[0]
+            arrays[key][:, :, channels] = 0.0
+            arrays[key][k // 2, k // 2, channels] = rng.normal(0.0, 0.05, (len(channels), arrays[key].shape[3]))
+    keep = {name: np.setdiff1d(np.arange(n), cut[group_of[name]]) if group_of[name] in cut else np.arange(n)
+            for name, n in arch.channels(SOURCE).items()}
+    activity = _activity(SOURCE, arrays, gray)
+    full_map = numpy_density.density(SOURCE, _folded(SOURCE, arrays), gray)
+
+    slim = prune.slimmed(SOURCE, TARGET, arrays, keep, activity)
+    slim_map = numpy_density.density(TARGET, _folded(TARGET, slim), gray)
+    dropped = prune.slimmed(SOURCE, TARGET, arrays, keep, {k: 0.0 * v for k, v in activity.items()})
+    dropped_map = numpy_density.density(TARGET, _folded(TARGET, dropped), gray)
+
+    np.testing.assert_allclose(slim_map, full_map, rtol=1e-4, atol=1e-5)
+    assert abs(dropped_map.sum() - full_map.sum()) > 0.05 * full_map.sum()  # without the move it counts otherwise
+
+
+def test_a_network_that_is_not_the_source_with_fewer_channels_is_refused(shipped_arrays, gray):
+    activity = _activity(SOURCE, shipped_arrays, gray)
+    with pytest.raises(ValueError, match="m\\+x2 is not m\\+ with fewer channels"):
+        prune.kept_channels(SOURCE, "m+x2", shipped_arrays, activity)
+    with pytest.raises(ValueError, match="s is not m\\+ with fewer channels"):
+        prune.kept_channels(SOURCE, "s", shipped_arrays, activity)
+
+
+def test_weights_of_another_network_are_refused_naming_the_weight(shipped_arrays):
+    prune.check_weights(shipped_arrays, SOURCE)
+    narrow = dict(shipped_arrays, **{"s16c/kernel": shipped_arrays["s16c/kernel"][..., :76]})
+    with pytest.raises(ValueError, match=r"s16c/kernel is \(3, 3, 128, 76\), m\+ has \(3, 3, 128, 128\)"):
+        prune.check_weights(narrow, SOURCE)
+    with pytest.raises(ValueError, match="no head2/kernel"):
+        prune.check_weights({k: v for k, v in shipped_arrays.items() if k != "head2/kernel"}, SOURCE)
+
+
+def test_the_training_networks_activity_is_the_numpy_networks(shipped_arrays, gray):
+    torch = pytest.importorskip("torch", reason="the train-torch extra (PyTorch) is not installed")
+    torch_net = training_module("torch_net")
+    net = torch_net.DensityNet(SOURCE)
+    torch_net.load_keras_arrays(net, shipped_arrays)
+    with torch.no_grad():
+        got = prune.mean_activity(net, gray[None, :, :, None].astype(np.float32))
+    expected = _activity(SOURCE, shipped_arrays, gray)
+    assert set(got) == set(expected)
+    for name in set(expected) - {"density"}:  # linear in training, ReLU in the numpy network
+        np.testing.assert_allclose(got[name], expected[name], rtol=1e-3, atol=1e-4, err_msg=name)
