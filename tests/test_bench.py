@@ -66,7 +66,8 @@ def test_tiles_multiply_the_invokes_of_detectors(mall_sample):
 
 def test_mirror_both_averages_each_image_with_its_mirror_at_twice_the_macs(mall_sample):
     plain = json.loads(bench("--data", str(mall_sample), "--model", str(DENSITY_CARD),
-                             "--json", "--limit", "3").stdout)
+                             "--json", "--limit", "3", "--mirror", "off").stdout)
+    assert plain["model"] == "crowdsign_density_gray"
     result = bench("--data", str(mall_sample), "--model", str(DENSITY_CARD),
                    "--json", "--limit", "3", "--mirror", "both")
     assert result.returncode == 0, result.stderr
@@ -74,6 +75,35 @@ def test_mirror_both_averages_each_image_with_its_mirror_at_twice_the_macs(mall_
     assert both["model"] == "crowdsign_density_gray +mirror" and both["frames"] == 3
     assert both["macs"] == 2 * plain["macs"]
     assert both["bias"] != plain["bias"]
+
+
+def test_each_model_counts_the_views_its_card_names_unless_told(mall_sample):
+    """The shipped card says `mirror = "both"`, the detector's card nothing (off)."""
+    result = bench("--data", str(mall_sample), "--model", str(YOLOX_CARD),
+                   "--model", str(DENSITY_CARD), "--json", "--limit", "2")
+    assert result.returncode == 0, result.stderr
+    detector, density = (json.loads(line) for line in result.stdout.splitlines())
+    assert detector["model"] == "yolox_nano_320_float32"
+    assert density["model"] == "crowdsign_density_gray +mirror"
+
+
+def test_one_mirror_per_model_mirrors_only_the_models_it_is_given_for(mall_sample):
+    """A model meant to count both views, timed beside a detector's one pass."""
+    result = bench("--data", str(mall_sample), "--model", str(YOLOX_CARD), "--mirror", "off",
+                   "--model", str(DENSITY_CARD), "--mirror", "both", "--json", "--limit", "2")
+    assert result.returncode == 0, result.stderr
+    detector, density = (json.loads(line) for line in result.stdout.splitlines())
+    assert detector["model"] == "yolox_nano_320_float32"
+    assert density["model"] == "crowdsign_density_gray +mirror"
+
+
+def test_as_many_mirrors_as_models_or_one_else_refused(mall_sample):
+    result = bench("--data", str(mall_sample), "--model", str(YOLOX_CARD), "--model", str(DENSITY_CARD),
+                   "--model", str(DENSITY_CARD), "--mirror", "off", "--mirror", "both", "--json")
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("crowdsign: --mirror: give it once for every model or once "
+                                     "per --model (3), got 2")
+    assert result.stdout == ""
 
 
 def test_models_with_the_same_file_name_are_reported_apart(mall_sample, tmp_path):
@@ -88,8 +118,8 @@ def test_models_with_the_same_file_name_are_reported_apart(mall_sample, tmp_path
     assert result.returncode == 0, result.stderr
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["model"] for r in rows] == [
-        "crowdsign_density_gray", "candidate/crowdsign_density_gray",
-        "crowdsign_density_gray/crowdsign_density_gray"]
+        "crowdsign_density_gray +mirror", "candidate/crowdsign_density_gray +mirror",
+        "crowdsign_density_gray/crowdsign_density_gray +mirror"]
     assert [r["frames"] for r in rows] == [6, 6, 6]
     assert rows[0]["mae"] == rows[1]["mae"] == rows[2]["mae"]
 

@@ -102,7 +102,23 @@ def test_density_checks_output_stride(tmp_path):
 def test_tflite_path_finds_card_beside_it(tmp_path):
     write_density_model(tmp_path)
     counter = load_counter(ModelConfig(path=tmp_path / "density.tflite"), ZONES)
-    assert counter.describe() == "density 64x64 gray uint8, 2 threads, every other frame mirrored"
+    assert counter.describe() == "density 64x64 gray uint8, 2 threads"
+
+
+def test_a_card_names_the_views_its_model_counts_and_the_config_can_override(tmp_path):
+    card = write_density_model(tmp_path, extra='mirror = "both"\n')
+    assert load_counter(ModelConfig(path=card), ZONES).mirror == "both"
+    assert load_counter(ModelConfig(path=card, mirror="alternate"), ZONES).mirror == "alternate"
+    assert load_counter(ModelConfig(path=card, mirror="off"), ZONES).mirror == "off"
+
+
+@pytest.mark.parametrize("value", ['"alternate"', '"sometimes"', "true"])
+def test_a_card_mirror_other_than_off_or_both_is_refused_naming_card_and_key(tmp_path, value):
+    """`alternate` is the daemon's choice for a stream of frames, not a way to measure a model."""
+    card = write_density_model(tmp_path, extra=f"mirror = {value}\n")
+    with pytest.raises(ModelError, match="off or both") as e:
+        load_counter(ModelConfig(path=card), ZONES)
+    assert str(card) in str(e.value) and "mirror" in str(e.value)
 
 
 def test_cell_gain_rescales_cells_by_their_value_before_zone_sums(tmp_path):

@@ -103,6 +103,12 @@ def test_the_journal_line_says_how_frames_are_mirrored():
     assert counter(DENSITY_CARD, "both").describe().endswith(", each frame also mirrored")
 
 
+def test_unset_the_counter_counts_the_views_the_card_names():
+    assert counter(DENSITY_CARD, None).mirror == "both"  # the shipped card's mirror
+    assert counter(SSD_CARD, None).mirror == "off"  # a card that names none
+    assert counter(DENSITY_CARD, "alternate").mirror == "alternate"
+
+
 def test_mirror_schedule_alternates_from_the_frame_as_it_is():
     schedule = MirrorSchedule("alternate")
     assert [schedule.views() for _ in range(4)] == [(False,), (True,), (False,), (True,)]

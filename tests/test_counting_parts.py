@@ -53,7 +53,7 @@ def test_tile_boxes_map_back_and_seams_merge():
 
 def _card(mean, std) -> ModelCard:
     return ModelCard(Path("c.toml"), "c", "ssd", Path("m.tflite"), "rgb", mean, std, (),
-                     0, ("person",), 0.5, None, None, None, 1, "", "", "")
+                     0, ("person",), 0.5, None, None, None, 1, "off", "", "", "")
 
 
 def test_input_lut_quantizes_per_channel():

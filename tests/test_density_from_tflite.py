@@ -21,7 +21,7 @@ arch = training_module("arch")
 from_tflite = training_module("from_tflite")
 
 SHIPPED = REPO / "models/crowdsign_density_gray/crowdsign_density_gray.tflite"
-SHIPPED_ARCH = "m+"  # models/training/recipe.py CPU_RUN
+SHIPPED_ARCH = "m+half"  # models/training/recipe.py HALF_RUN
 
 
 @pytest.fixture(scope="module")

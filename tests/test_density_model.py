@@ -31,17 +31,17 @@ training_data = training_module("data")
 
 CARD = REPO / "models/crowdsign_density_gray/crowdsign_density_gray.toml"
 WHOLE = ZoneGeometry([ZoneConfig("all", ((0, 0), (1, 0), (1, 1), (0, 1)))])
-SHIPPED_ARCH = "m+"  # models/training/recipe.py CPU_RUN; the model card README
+SHIPPED_ARCH = "m+half"  # models/training/recipe.py HALF_RUN; the model card README
 HALVES = ZoneGeometry([ZoneConfig("left", ((0, 0), (0.5, 0), (0.5, 1), (0, 1))),
                        ZoneConfig("right", ((0.5, 0), (1, 0), (1, 1), (0.5, 1)))])
 
-# Measured on the shipped int8 model (v7, its cell gain included) at 2 threads
-# (README): Mall val frames 601-800, every 5th (40 frames), MAE 1.69; ShanghaiTech
-# B val (80 images) MAE 12.23. The bounds leave headroom for other CPUs'
-# rounding, not for a worse model: v6 (2.10 and 13.26) fails Mall's, v7 without
+# Measured on the shipped int8 model (v8, its cell gain included, both views as its
+# card says) at 2 threads (README): Mall val frames 601-800, every 5th (40 frames),
+# MAE 1.63; ShanghaiTech B val (80 images) MAE 11.29. The bounds leave headroom
+# for other CPUs' rounding, not for a worse model: v6 (2.10 and 13.26) fails Mall's, v7 without
 # its gain (14.53) ShanghaiTech B's, the model before them (2.74, 17.7) both.
 MALL_MAE_BOUND = 2.0
-SHB_MAE_BOUND = 14.0
+SHB_MAE_BOUND = 13.0
 
 
 # --- density targets --------------------------------------------------------
@@ -250,7 +250,7 @@ def test_input_size_that_the_network_cannot_take_is_refused_by_name(text):
 
 @pytest.fixture(scope="module")
 def counter():
-    c = load_counter(ModelConfig(path=CARD, num_threads=2, mirror="off"), WHOLE)
+    c = load_counter(ModelConfig(path=CARD, num_threads=2), WHOLE)  # the views its card names
     yield c
     c.close()
 
@@ -319,10 +319,12 @@ def test_an_unknown_architecture_is_named():
 
 def test_shipped_model_is_the_layer_list_within_the_compute_bar():
     # The MACs bench reads off the .tflite file are those of the layer list the
-    # card names: the shipped file is that network, at the issue's <= 1.0 G.
+    # card names: the shipped file is that network, and the two views of a frame
+    # its card counts stay within the issue's <= 1.0 G.
+    card = load_model_card(CARD)
     expected = arch.macs(SHIPPED_ARCH, 512, 384)
-    assert count_macs(load_model_card(CARD).file) == expected
-    assert expected <= 1.0e9
+    assert count_macs(card.file) == expected
+    assert card.mirror == "both" and 2 * expected <= 1.0e9
 
 
 def test_card_and_model_agree():

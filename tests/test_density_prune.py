@@ -1,5 +1,5 @@
 """A slimmer network cut out of trained weights (models/training/prune.py),
-checked with numpy alone on the shipped model's weights and a real Mall frame."""
+checked with numpy alone on a seeded "m+" network and a real Mall frame."""
 
 from __future__ import annotations
 
@@ -8,36 +8,43 @@ import numpy as np
 import pytest
 
 import numpy_density
-from shared_data import REPO, shared_path, training_module
+from shared_data import shared_path, training_module
 
 arch = training_module("arch")
-from_tflite = training_module("from_tflite")
 prune = training_module("prune")
 
-SHIPPED = REPO / "models/crowdsign_density_gray/crowdsign_density_gray.tflite"
 SOURCE, TARGET = "m+", "m+half"
 
 
 @pytest.fixture(scope="module")
-def shipped_arrays() -> dict[str, np.ndarray]:
-    """The shipped model's weights in train_torch's layout, each BatchNorm an identity."""
+def source_arrays() -> dict[str, np.ndarray]:
+    """Weights of a seeded SOURCE network in train_torch's layout (He-scaled
+    kernels, the raw 0..255 input scaled down, positive biases so that most
+    units are active, BatchNorms as identities)."""
+    rng = np.random.default_rng(7)
+    channels = arch.channels(SOURCE)
     arrays = {}
-    for name, (kernel, bias) in from_tflite.folded_layers(SHIPPED, SOURCE).items():
-        arrays[f"{name}/kernel"] = kernel
-        if name == "density":
-            arrays[f"{name}/bias"] = bias
+    for layer in arch.layers_of(SOURCE):
+        if not isinstance(layer, (arch.Conv, arch.Density)):
             continue
-        c = len(bias)
-        arrays.update({f"{name}_bn/gamma": np.ones(c, np.float32), f"{name}_bn/beta": bias,
-                       f"{name}_bn/moving_mean": np.zeros(c, np.float32),
-                       f"{name}_bn/moving_variance": np.full(c, 1.0 - arch.BN_EPSILON, np.float32)})
+        k = layer.kernel if isinstance(layer, arch.Conv) else 1
+        cin, cout = channels[layer.source], channels[layer.name]
+        scale = np.sqrt(2.0 / (k * k * cin)) / (128.0 if layer.source == arch.INPUT else 1.0)
+        arrays[f"{layer.name}/kernel"] = rng.normal(0.0, scale, (k, k, cin, cout)).astype(np.float32)
+        if isinstance(layer, arch.Density):
+            arrays[f"{layer.name}/bias"] = np.full(1, 0.01, np.float32)
+            continue
+        arrays.update({f"{layer.name}_bn/gamma": np.ones(cout, np.float32),
+                       f"{layer.name}_bn/beta": rng.uniform(0.05, 0.3, cout).astype(np.float32),
+                       f"{layer.name}_bn/moving_mean": np.zeros(cout, np.float32),
+                       f"{layer.name}_bn/moving_variance": np.full(cout, 1.0 - arch.BN_EPSILON,
+                                                                   np.float32)})
     return arrays
 
 
 @pytest.fixture(scope="module")
 def gray() -> np.ndarray:
-    """A crowded Mall frame at the model's 512x384, gray (every channel of the
-    shipped model is active somewhere on it)."""
+    """A crowded Mall frame at the model's 512x384, gray."""
     path = shared_path("data", "mall", "train", "images", "seq_000700.jpg")
     return cv2.cvtColor(cv2.resize(cv2.imread(str(path)), (512, 384)), cv2.COLOR_BGR2GRAY)
 
@@ -86,8 +93,8 @@ def test_channels_joined_by_an_add_are_cut_together():
     assert len({group["s8a"], group["s8b"], group["s16b"], group["s16c"], group["head1"]}) == 5
 
 
-def test_the_channels_that_pass_nothing_on_are_cut_and_the_density_map_stays_the_same(shipped_arrays, gray):
-    arrays = dict(shipped_arrays)
+def test_the_channels_that_pass_nothing_on_are_cut_and_the_density_map_stays_the_same(source_arrays, gray):
+    arrays = dict(source_arrays)
     group_of = prune.channel_groups(SOURCE)
     cut = _cut_channels()
     for group, channels in cut.items():
@@ -109,15 +116,15 @@ def test_the_channels_that_pass_nothing_on_are_cut_and_the_density_map_stays_the
     slim = prune.slimmed(SOURCE, TARGET, arrays, keep, activity)
     full_map = numpy_density.density(SOURCE, _folded(SOURCE, arrays), gray)
     slim_map = numpy_density.density(TARGET, _folded(TARGET, slim), gray)
-    assert full_map.sum() > 10.0  # a crowded frame, not an empty map
+    assert full_map.sum() > 10.0  # a map with something in it
     np.testing.assert_allclose(slim_map, full_map, rtol=1e-4, atol=1e-5)
 
 
-def test_a_cut_channel_leaves_what_it_added_on_average_in_the_next_bias(shipped_arrays, gray):
+def test_a_cut_channel_leaves_what_it_added_on_average_in_the_next_bias(source_arrays, gray):
     """Cut channels that are constant (a zero kernel, a bias in ReLU6's range)
     and read through the centre tap only add the same everywhere, so moving
     their mean into the readers' biases keeps the network's function exactly."""
-    arrays = dict(shipped_arrays)
+    arrays = dict(source_arrays)
     group_of = prune.channel_groups(SOURCE)
     cut = _cut_channels(seed=1)
     rng = np.random.default_rng(2)
@@ -148,31 +155,31 @@ def test_a_cut_channel_leaves_what_it_added_on_average_in_the_next_bias(shipped_
     assert abs(dropped_map.sum() - full_map.sum()) > 0.05 * full_map.sum()  # without the move it counts otherwise
 
 
-def test_a_network_that_is_not_the_source_with_fewer_channels_is_refused(shipped_arrays, gray):
-    activity = _activity(SOURCE, shipped_arrays, gray)
+def test_a_network_that_is_not_the_source_with_fewer_channels_is_refused(source_arrays, gray):
+    activity = _activity(SOURCE, source_arrays, gray)
     with pytest.raises(ValueError, match="m\\+x2 is not m\\+ with fewer channels"):
-        prune.kept_channels(SOURCE, "m+x2", shipped_arrays, activity)
+        prune.kept_channels(SOURCE, "m+x2", source_arrays, activity)
     with pytest.raises(ValueError, match="s is not m\\+ with fewer channels"):
-        prune.kept_channels(SOURCE, "s", shipped_arrays, activity)
+        prune.kept_channels(SOURCE, "s", source_arrays, activity)
 
 
-def test_weights_of_another_network_are_refused_naming_the_weight(shipped_arrays):
-    prune.check_weights(shipped_arrays, SOURCE)
-    narrow = dict(shipped_arrays, **{"s16c/kernel": shipped_arrays["s16c/kernel"][..., :76]})
+def test_weights_of_another_network_are_refused_naming_the_weight(source_arrays):
+    prune.check_weights(source_arrays, SOURCE)
+    narrow = dict(source_arrays, **{"s16c/kernel": source_arrays["s16c/kernel"][..., :76]})
     with pytest.raises(ValueError, match=r"s16c/kernel is \(3, 3, 128, 76\), m\+ has \(3, 3, 128, 128\)"):
         prune.check_weights(narrow, SOURCE)
     with pytest.raises(ValueError, match="no head2/kernel"):
-        prune.check_weights({k: v for k, v in shipped_arrays.items() if k != "head2/kernel"}, SOURCE)
+        prune.check_weights({k: v for k, v in source_arrays.items() if k != "head2/kernel"}, SOURCE)
 
 
-def test_the_training_networks_activity_is_the_numpy_networks(shipped_arrays, gray):
+def test_the_training_networks_activity_is_the_numpy_networks(source_arrays, gray):
     torch = pytest.importorskip("torch", reason="the train-torch extra (PyTorch) is not installed")
     torch_net = training_module("torch_net")
     net = torch_net.DensityNet(SOURCE)
-    torch_net.load_keras_arrays(net, shipped_arrays)
+    torch_net.load_keras_arrays(net, source_arrays)
     with torch.no_grad():
         got = prune.mean_activity(net, gray[None, :, :, None].astype(np.float32))
-    expected = _activity(SOURCE, shipped_arrays, gray)
+    expected = _activity(SOURCE, source_arrays, gray)
     assert set(got) == set(expected)
     for name in set(expected) - {"density"}:  # linear in training, ReLU in the numpy network
         np.testing.assert_allclose(got[name], expected[name], rtol=1e-3, atol=1e-4, err_msg=name)

@@ -283,6 +283,22 @@ def test_the_recipe_with_bf16_trains_both_cpu_stages_in_bf16(tmp_path):
     assert json.loads((out / "cpu-more" / "state.json").read_text())["args"]["init"].endswith("best.npz")
 
 
+def test_the_recipe_cuts_v7s_stages_to_the_half_size_network_and_fine_tunes_it(tmp_path):
+    recipe = training_module("recipe")
+    arch = training_module("arch")
+    data = _tiny_mall(tmp_path / "data")
+    out = tmp_path / "recipe"
+    recipe.main(["--half", "--smoke", "--data", str(data), "--out", str(out)])
+    init = np.load(out / "half-init.npz")
+    assert init["s16c/kernel"].shape == (3, 3, 76, 76)  # m+half's, cut from m+'s 128
+    assert init["s16c/kernel"].shape[3] == arch.channels("m+half")["s16c"]
+    for stage, arch_name in (("cpu-more", "m+"), ("half", "m+half"), ("half-more", "m+half")):
+        args = json.loads((out / stage / "state.json").read_text())["args"]
+        assert args["arch"] == arch_name
+        assert (out / stage / "best.npz").is_file()
+    assert json.loads((out / "half" / "state.json").read_text())["args"]["init"].endswith("half-init.npz")
+
+
 # --- "m+x2": "m+" on a frame of twice the side --------------------------------
 
 def test_m_x2_outputs_one_cell_per_16_pixels_of_its_doubled_frame():

@@ -108,28 +108,39 @@ def frames_of(images: Sequence[LabelledImage]) -> Iterator[tuple[LabelledImage, 
 
 def run_bench(data_dir: Path, models: Sequence[Path], *, tiles: tuple[int, int] = (1, 1),
               threads: int = 2, limit: Optional[int] = None,
-              mirror: str = "off") -> list[BenchResult]:
+              mirror: Optional[str] | Sequence[Optional[str]] = None) -> list[BenchResult]:
     """Count every image with every model, interleaved; one result per model.
 
     `tiles` applies to detectors; a density model always runs in one pass.
-    `mirror`: `off` counts each image as it is; `both` averages it with its
-    mirror image (the daemon's `[model] mirror = "both"`, two invokes). The
-    daemon's `alternate` needs a sequence of frames of one scene, which a
-    folder of still images is not.
+    `mirror`, one for all models or one per model in order: `off` counts each
+    image as it is; `both` averages it with its mirror image (the daemon's
+    `[model] mirror = "both"`, two invokes); None: what the model's card says
+    (as the daemon does), so a model meant to count both views is timed
+    beside a detector's one pass. The daemon's `alternate` needs a sequence
+    of frames of one scene, which a folder of still images is not.
     """
-    if mirror not in STILL_IMAGE_MIRROR_MODES:
-        raise BenchError(f"--mirror: expected {' or '.join(STILL_IMAGE_MIRROR_MODES)}, "
-                         f"got {mirror!r}")
+    mirrors = [mirror] if mirror is None or isinstance(mirror, str) else list(mirror)
+    for mode in mirrors:
+        if mode is not None and mode not in STILL_IMAGE_MIRROR_MODES:
+            raise BenchError(f"--mirror: expected {' or '.join(STILL_IMAGE_MIRROR_MODES)}, "
+                             f"got {mode!r}")
+    if len(mirrors) == 1:
+        mirrors = mirrors * len(models)
+    elif len(mirrors) != len(models):
+        raise BenchError(f"--mirror: give it once for every model or once per --model "
+                         f"({len(models)}), got {len(mirrors)}")
     images = read_labels(data_dir, limit)
     zones = ZoneGeometry([WHOLE_FRAME])
     counters: list[tuple[str, Counter, int]] = []
-    for path in models:
+    names: list[str] = []  # labels before any " +mirror", which must differ on their own
+    for path, model_mirror in zip(models, mirrors):
         card = load_model_card(card_path_for(path))
         model_tiles = (1, 1) if card.kind == "density" else tiles
         counter = load_counter(ModelConfig(path=path, num_threads=threads, tiles=model_tiles,
-                                           mirror=mirror), zones)
-        label = model_label(path, model_tiles, [taken for taken, _, _ in counters])
-        if mirror == "both":
+                                           mirror=model_mirror), zones)
+        label = model_label(path, model_tiles, names)
+        names.append(label)
+        if counter.mirror == "both":
             label += " +mirror"
         counters.append((label, counter,
                          count_macs(counter.card.file)))
@@ -160,7 +171,8 @@ def run_bench(data_dir: Path, models: Sequence[Path], *, tiles: tuple[int, int] 
 
 
 def bench_main(data: Path, models: Sequence[Path], tiles: str, threads: int,
-               limit: Optional[int], as_json: bool, mirror: str = "off") -> int:
+               limit: Optional[int], as_json: bool,
+               mirror: Optional[str] | Sequence[Optional[str]] = None) -> int:
     """The `crowdsign bench` command; returns the exit code."""
     import sys
 

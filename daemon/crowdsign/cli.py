@@ -72,8 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--tiles", default="1x1", metavar="RxC", help="detector tiles")
     bench.add_argument("--threads", type=int, default=2, metavar="N", help="TFLite threads")
     bench.add_argument("--limit", type=int, metavar="N", help="only the first N images")
-    bench.add_argument("--mirror", choices=STILL_IMAGE_MIRROR_MODES, default="off",
-                       help="both: average each image's count with its mirror image's")
+    bench.add_argument("--mirror", choices=STILL_IMAGE_MIRROR_MODES, action="append",
+                       help="both: average each image's count with its mirror image's; off: "
+                            "count it as it is (default: what each model card says); once for "
+                            "every model, or once per --model, in order")
     bench.add_argument("--json", action="store_true", help="one JSON object per model")
     return parser
 
@@ -118,7 +120,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from crowdsign.bench import bench_main
 
         return bench_main(args.data, args.model, args.tiles, args.threads, args.limit, args.json,
-                          args.mirror)
+                          args.mirror or [None])
     if args.command == "doctor":
         from crowdsign.doctor import doctor_main
 

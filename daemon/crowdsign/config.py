@@ -102,7 +102,9 @@ class ModelConfig:
                   is), `alternate` (every other frame mirrored left to right,
                   so the smoothing averages two views of a slowly changing
                   crowd at no extra cost), or `both` (each frame and its
-                  mirror, averaged: twice the model time).
+                  mirror, averaged: twice the model time). Unset: what the
+                  model card's `mirror` says, the views its metrics were
+                  measured with (`off` unless it says `both`).
     """
 
     path: Path = Path("/usr/share/crowdsign/models/default.toml")
@@ -112,7 +114,7 @@ class ModelConfig:
     tiles: tuple[int, ...] = (1, 1)
     tile_overlap: float = 0.1
     nms_iou: float = 0.5
-    mirror: str = "alternate"
+    mirror: Optional[str] = None
 
 
 MIRROR_MODES = ("off", "alternate", "both")
@@ -642,7 +644,7 @@ def validate(config: Config, where: str) -> list[str]:
     need(0.0 <= m.tile_overlap < 0.5, "[model].tile_overlap", "must be in [0, 0.5)")
     need(0.0 < m.nms_iou < 1.0, "[model].nms_iou", "must be between 0 and 1")
     need(m.classes is None or len(m.classes) > 0, "[model].classes", "must not be empty")
-    need(m.mirror in MIRROR_MODES, "[model].mirror",
+    need(m.mirror is None or m.mirror in MIRROR_MODES, "[model].mirror",
          f"must be {', '.join(MIRROR_MODES[:-1])} or {MIRROR_MODES[-1]}, got {m.mirror!r}")
 
     need(lv.smoothing in ("median", "ema"), "[levels].smoothing",

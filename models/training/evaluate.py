@@ -57,7 +57,7 @@ def val_records(data: Path, dataset: str) -> list[dict]:
 
 
 def evaluate(cards: list[Path], data: Path, datasets=("mall", "shanghaitech_b"),
-             threads: int = 2, limit: int = 0, mirror: str = "off") -> dict:
+             threads: int = 2, limit: int = 0, mirror: str | None = None) -> dict:
     """{card: {dataset: {frames, mae, mae_se, rmse, bias, invoke_ms_median[, mae_vs_first,
     mae_vs_first_se]}}}; models interleaved per frame."""
     counters = {c: load_counter(ModelConfig(path=c, num_threads=threads, mirror=mirror), WHOLE)
@@ -97,8 +97,9 @@ def main(argv=None) -> None:
     p.add_argument("--model", type=Path, action="append", required=True, help="model card (.toml)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--limit", type=int, default=0, help="first N validation images per dataset")
-    p.add_argument("--mirror", choices=STILL_IMAGE_MIRROR_MODES, default="off",
-                   help="both: each image's count averaged with its mirror image's")
+    p.add_argument("--mirror", choices=STILL_IMAGE_MIRROR_MODES,
+                   help="both: each image's count averaged with its mirror image's; off: the "
+                        "image as it is (default: what each model card says)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     result = evaluate(args.model, args.data, threads=args.threads, limit=args.limit,

@@ -55,7 +55,7 @@ class Counter:
         self._head = head
         self._zones = zones
         self._tiler = tiler
-        self._mirror = MirrorSchedule(config.mirror)
+        self._mirror = MirrorSchedule(config.mirror or card.mirror)
         self._cap_watch = CapWatch(head.cap) if getattr(head, "cap", 0) else None
 
     @property
@@ -72,6 +72,11 @@ class Counter:
     def frames_at_cap(self) -> int:
         """Frames so far whose detections filled the model's detection slots."""
         return self._cap_watch.frames_hit if self._cap_watch else 0
+
+    @property
+    def mirror(self) -> str:
+        """The views counted of each frame: `off`, `alternate` or `both` (MirrorSchedule)."""
+        return self._mirror.mode
 
     def describe(self) -> str:
         """One line for the journal: model, input, threads and tiles."""

@@ -23,6 +23,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Debian bookworm has 3.11
     import tomli as tomllib
 
+from crowdsign.config import STILL_IMAGE_MIRROR_MODES
+
 KINDS = ("ssd", "yolox", "density")
 DETECTOR_KINDS = ("ssd", "yolox")
 COLOURS = ("rgb", "gray")
@@ -66,6 +68,10 @@ class ModelCard:
                        the mean of the cell's window x window neighbourhood (edges
                        mirrored) instead of at its own value. A dense crowd is
                        squashed as a whole, and its cells' own values are noisy.
+    mirror:            `off` (default) or `both`: the views of each frame the
+                       card's metrics were measured with, `both` the frame and
+                       its mirror image averaged. The daemon counts these
+                       unless its `[model] mirror` says otherwise.
     source, licence, notes: provenance, for people.
     """
 
@@ -84,6 +90,7 @@ class ModelCard:
     output_stride: Optional[int]
     cell_gain: Optional[tuple[tuple[float, float], ...]]
     cell_gain_window: int
+    mirror: str
     source: str
     licence: str
     notes: str
@@ -109,7 +116,8 @@ class ModelCard:
 
 _KEYS = ("name", "kind", "file", "input_colour", "input_mean", "input_std", "labels",
          "label_offset", "count_classes", "default_threshold", "max_detections",
-         "output_stride", "cell_gain", "cell_gain_window", "source", "licence", "notes")
+         "output_stride", "cell_gain", "cell_gain_window", "mirror", "source", "licence",
+         "notes")
 
 
 def card_path_for(model_path: Union[str, Path]) -> Path:
@@ -188,7 +196,7 @@ def _parse(raw: dict[str, Any], path: Path) -> ModelCard:
         input_mean=mean, input_std=std, labels=labels, label_offset=label_offset,
         count_classes=count_classes, default_threshold=threshold,
         max_detections=max_det, output_stride=stride, cell_gain=gain,
-        cell_gain_window=window,
+        cell_gain_window=window, mirror=get.choice("mirror", STILL_IMAGE_MIRROR_MODES, "off"),
         source=get.string("source", ""), licence=get.string("licence", ""),
         notes=get.string("notes", ""))
     if kind in DETECTOR_KINDS:
@@ -223,8 +231,8 @@ class _Getter:
             raise self._bad(key, "a non-empty string")
         return value
 
-    def choice(self, key: str, choices: tuple[str, ...]) -> str:
-        value = self._value(key, self._REQUIRED)
+    def choice(self, key: str, choices: tuple[str, ...], default: Any = _REQUIRED) -> str:
+        value = self._value(key, default)
         if value not in choices:
             raise self._bad(key, " or ".join(choices))
         return value
