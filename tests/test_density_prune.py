@@ -11,6 +11,7 @@ import numpy_density
 from shared_data import shared_path, training_module
 
 arch = training_module("arch")
+from_tflite = training_module("from_tflite")
 prune = training_module("prune")
 
 SOURCE, TARGET = "m+", "m+half"
@@ -34,11 +35,7 @@ def source_arrays() -> dict[str, np.ndarray]:
         if isinstance(layer, arch.Density):
             arrays[f"{layer.name}/bias"] = np.full(1, 0.01, np.float32)
             continue
-        arrays.update({f"{layer.name}_bn/gamma": np.ones(cout, np.float32),
-                       f"{layer.name}_bn/beta": rng.uniform(0.05, 0.3, cout).astype(np.float32),
-                       f"{layer.name}_bn/moving_mean": np.zeros(cout, np.float32),
-                       f"{layer.name}_bn/moving_variance": np.full(cout, 1.0 - arch.BN_EPSILON,
-                                                                   np.float32)})
+        arrays.update(from_tflite.identity_batch_norm(layer.name, rng.uniform(0.05, 0.3, cout)))
     return arrays
 
 

@@ -108,27 +108,28 @@ def frames_of(images: Sequence[LabelledImage]) -> Iterator[tuple[LabelledImage, 
 
 def run_bench(data_dir: Path, models: Sequence[Path], *, tiles: tuple[int, int] = (1, 1),
               threads: int = 2, limit: Optional[int] = None,
-              mirror: Optional[str] | Sequence[Optional[str]] = None) -> list[BenchResult]:
+              mirror: Sequence[str] = ()) -> list[BenchResult]:
     """Count every image with every model, interleaved; one result per model.
 
     `tiles` applies to detectors; a density model always runs in one pass.
     `mirror`, one for all models or one per model in order: `off` counts each
     image as it is; `both` averages it with its mirror image (the daemon's
-    `[model] mirror = "both"`, two invokes); None: what the model's card says
-    (as the daemon does), so a model meant to count both views is timed
-    beside a detector's one pass. The daemon's `alternate` needs a sequence
+    `[model] mirror = "both"`, two invokes); none given: what each model's
+    card says (as the daemon does), so a model meant to count both views is
+    timed beside a detector's one pass. The daemon's `alternate` needs a sequence
     of frames of one scene, which a folder of still images is not.
     """
-    mirrors = [mirror] if mirror is None or isinstance(mirror, str) else list(mirror)
-    for mode in mirrors:
-        if mode is not None and mode not in STILL_IMAGE_MIRROR_MODES:
+    for mode in mirror:
+        if mode not in STILL_IMAGE_MIRROR_MODES:
             raise BenchError(f"--mirror: expected {' or '.join(STILL_IMAGE_MIRROR_MODES)}, "
                              f"got {mode!r}")
-    if len(mirrors) == 1:
-        mirrors = mirrors * len(models)
-    elif len(mirrors) != len(models):
+    if len(mirror) <= 1:
+        mirrors = list(mirror or [None]) * len(models)
+    elif len(mirror) == len(models):
+        mirrors = list(mirror)
+    else:
         raise BenchError(f"--mirror: give it once for every model or once per --model "
-                         f"({len(models)}), got {len(mirrors)}")
+                         f"({len(models)}), got {len(mirror)}")
     images = read_labels(data_dir, limit)
     zones = ZoneGeometry([WHOLE_FRAME])
     counters: list[tuple[str, Counter, int]] = []
@@ -171,8 +172,7 @@ def run_bench(data_dir: Path, models: Sequence[Path], *, tiles: tuple[int, int] 
 
 
 def bench_main(data: Path, models: Sequence[Path], tiles: str, threads: int,
-               limit: Optional[int], as_json: bool,
-               mirror: Optional[str] | Sequence[Optional[str]] = None) -> int:
+               limit: Optional[int], as_json: bool, mirror: Sequence[str] = ()) -> int:
     """The `crowdsign bench` command; returns the exit code."""
     import sys
 

@@ -120,7 +120,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from crowdsign.bench import bench_main
 
         return bench_main(args.data, args.model, args.tiles, args.threads, args.limit, args.json,
-                          args.mirror or [None])
+                          args.mirror or ())
     if args.command == "doctor":
         from crowdsign.doctor import doctor_main
 

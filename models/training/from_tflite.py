@@ -143,6 +143,15 @@ def training_patches(train: dict, seed: int, batches: int = 32, batch: int = 64,
                            for k in range(batches)])
 
 
+def identity_batch_norm(name: str, bias: np.ndarray) -> dict[str, np.ndarray]:
+    """The weights of layer `name`'s BatchNorm (Keras layout) as an identity
+    that adds `bias`: y = 1 * (x - 0) / sqrt((1 - eps) + eps) + bias."""
+    c = len(bias)
+    return {f"{name}_bn/gamma": np.ones(c, np.float32), f"{name}_bn/beta": np.asarray(bias, np.float32),
+            f"{name}_bn/moving_mean": np.zeros(c, np.float32),
+            f"{name}_bn/moving_variance": np.full(c, 1.0 - A.BN_EPSILON, np.float32)}
+
+
 def _batches_of(x: np.ndarray, size: int) -> list:
     import torch
 
@@ -228,11 +237,7 @@ def keras_arrays(model: Path, arch: str, images: np.ndarray,
             arrays[f"{name}/bias"] = bias * A.DENSITY_SCALE
             continue
         arrays[f"{name}/kernel"] = kernel
-        c = len(bias)
-        # Identity BatchNorm: y = 1 * (x - 0) / sqrt((1 - eps) + eps) + bias.
-        arrays.update({f"{name}_bn/gamma": np.ones(c, np.float32), f"{name}_bn/beta": bias,
-                       f"{name}_bn/moving_mean": np.zeros(c, np.float32),
-                       f"{name}_bn/moving_variance": np.full(c, 1.0 - A.BN_EPSILON, np.float32)})
+        arrays.update(identity_batch_norm(name, bias))
 
     net = T.DensityNet(arch)
     T.load_keras_arrays(net, arrays)

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from models.training import arch as A
+from models.training.from_tflite import identity_batch_norm, set_batch_statistics, training_patches
 
 SOURCE = "m+"
 
@@ -63,16 +64,7 @@ def mean_activity(net, patches: np.ndarray, batch: int = 64) -> dict[str, np.nda
     with torch.no_grad():
         for i in range(0, len(patches), batch):
             x = torch.from_numpy(np.ascontiguousarray(patches[i:i + batch].transpose(0, 3, 1, 2))).float()
-            t = {A.INPUT: x}
-            for layer in net.spec:
-                if isinstance(layer, (A.Conv, A.Density)):
-                    t[layer.name] = net.convs[layer.name](t[layer.source])
-                elif isinstance(layer, A.Upsample):
-                    t[layer.name] = torch.nn.functional.interpolate(
-                        t[layer.source], scale_factor=2, mode="bilinear", align_corners=False)
-                else:
-                    t[layer.name] = t[layer.sources[0]] + t[layer.sources[1]]
-            for name, value in t.items():
+            for name, value in net.tensors(x).items():
                 part = value.abs().double().mean((0, 2, 3)) * len(value)
                 sums[name] = sums[name] + part if name in sums else part
     return {name: (s / len(patches)).numpy() for name, s in sums.items()}
@@ -107,14 +99,10 @@ def kept_channels(source: str, target: str, arrays, activity) -> dict[str, np.nd
     for name, group in groups.items():
         if wanted[name] > have[name]:
             raise ValueError(f"{target} is wider than {source} at {name}")
-        if wanted[name] == have[name]:
-            keep[name] = np.arange(have[name])
-        else:
-            best = np.argsort(-scores[group], kind="stable")[:wanted[name]]
-            keep[name] = np.sort(best)
-    for name, group in groups.items():  # one group, one choice
-        if not np.array_equal(keep[name], keep[group]):
+        if wanted[name] != wanted[group]:
             raise ValueError(f"{target} cuts {name} and {group} differently; they are added")
+        keep[name] = (np.arange(have[name]) if wanted[name] == have[name]
+                      else np.sort(np.argsort(-scores[group], kind="stable")[:wanted[name]]))
     return keep
 
 
@@ -140,12 +128,7 @@ def slimmed(source: str, target: str, arrays, keep: dict[str, np.ndarray],
               for w in ("gamma", "beta", "moving_mean", "moving_variance")}
         scale = bn["gamma"] / np.sqrt(bn["moving_variance"] + A.BN_EPSILON)
         out[f"{layer.name}/kernel"] = (kernel[..., k] * scale).astype(np.float32)
-        c = len(k)
-        out.update({f"{layer.name}_bn/gamma": np.ones(c, np.float32),
-                    f"{layer.name}_bn/beta": (bn["beta"] + (lost[k] - bn["moving_mean"]) * scale)
-                    .astype(np.float32),
-                    f"{layer.name}_bn/moving_mean": np.zeros(c, np.float32),
-                    f"{layer.name}_bn/moving_variance": np.full(c, 1.0 - A.BN_EPSILON, np.float32)})
+        out.update(identity_batch_norm(layer.name, bn["beta"] + (lost[k] - bn["moving_mean"]) * scale))
     return out
 
 
@@ -175,7 +158,6 @@ def main(argv=None) -> None:
 
     from models.training import data as D
     from models.training import torch_net as T
-    from models.training.from_tflite import set_batch_statistics, training_patches
     from models.training.train_torch import save_npz
 
     try:

@@ -36,9 +36,8 @@ a stage (the plumbing, not a model).
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-
 import re
+from pathlib import Path
 
 from models.training import cell_gain, export
 
@@ -48,20 +47,17 @@ EVERY_RUN = ["--batch", "64", "--ema", "0.999", "--lr", "1.5e-3", "--count-weigh
              "--seed", "11"]
 # The shipped model's runs: the open head and the Bayesian loss alone, on the CPU
 # (the model card's "Toward the bars" says why).
-BAYES_ON_CPU = ["--arch", "m+", "--bayes", "1", "--density-weight", "0", "--device", "cpu",
-                "--workers", "1"]
-CPU_RUN = EVERY_RUN + BAYES_ON_CPU + ["--epochs", "13", "--eval-from", "7"]
+BAYES_ON_CPU = ["--bayes", "1", "--density-weight", "0", "--device", "cpu", "--workers", "1"]
+CPU_RUN = EVERY_RUN + ["--arch", "m+"] + BAYES_ON_CPU + ["--epochs", "13", "--eval-from", "7"]
 # A stage that starts from trained weights: Adam 5e-4, a shorter average.
 FINE_TUNE = ["--batch", "64", "--ema", "0.998", "--lr", "5e-4", "--warmup", "100",
              "--count-weight", "5", "--eval-from", "1"]
 # Its second stage: another patch stream (seed 13).
-CPU_MORE = BAYES_ON_CPU + FINE_TUNE + ["--seed", "13", "--epochs", "4"]
+CPU_MORE = ["--arch", "m+"] + BAYES_ON_CPU + FINE_TUNE + ["--seed", "13", "--epochs", "4"]
 # The shipped model's stages (v8): v7 cut to "m+half" (prune.py), fine-tuned on
 # a third patch stream (seed 17), then again on the second one's (seed 13).
-HALF_ON_CPU = [*BAYES_ON_CPU[:BAYES_ON_CPU.index("--arch")], "--arch", "m+half",
-               *BAYES_ON_CPU[BAYES_ON_CPU.index("--arch") + 2:]]
-HALF_RUN = HALF_ON_CPU + FINE_TUNE + ["--seed", "17", "--epochs", "10"]
-HALF_MORE = HALF_ON_CPU + FINE_TUNE + ["--seed", "13", "--epochs", "4"]
+HALF_RUN = ["--arch", "m+half"] + BAYES_ON_CPU + FINE_TUNE + ["--seed", "17", "--epochs", "10"]
+HALF_MORE = ["--arch", "m+half"] + BAYES_ON_CPU + FINE_TUNE + ["--seed", "13", "--epochs", "4"]
 # The previous model's run. It was planned as a 7.3-minute run beside a second
 # one on the same GPU (`--minutes 7.3` resolved to 88 epochs) and stopped by its
 # time limit at epoch 84; its best epoch was 27.

@@ -59,6 +59,10 @@ class DensityNet(nn.Module):
                 self.convs[layer.name] = nn.Conv2d(ch[layer.source], 1, 1)
 
     def forward(self, x):
+        return self.tensors(x)[self.spec[-1].name]
+
+    def tensors(self, x) -> dict:
+        """Every named tensor of the layer list (the input's too) for input `x`."""
         t = {A.INPUT: x}
         for layer in self.spec:
             if isinstance(layer, (A.Conv, A.Density)):
@@ -72,7 +76,7 @@ class DensityNet(nn.Module):
             else:
                 a, b = layer.sources
                 t[layer.name] = t[a] + t[b]
-        return t[self.spec[-1].name]
+        return t
 
     def cell_ceiling(self) -> float | None:
         """The most one output cell can hold, in the network's output units
