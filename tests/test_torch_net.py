@@ -283,7 +283,7 @@ def test_the_recipe_with_bf16_trains_both_cpu_stages_in_bf16(tmp_path):
     assert json.loads((out / "cpu-more" / "state.json").read_text())["args"]["init"].endswith("best.npz")
 
 
-def test_the_recipe_cuts_v7s_stages_to_the_half_size_network_and_fine_tunes_it(tmp_path):
+def test_the_recipe_from_nothing_cuts_v7s_first_stage_to_the_half_size_network(tmp_path):
     recipe = training_module("recipe")
     arch = training_module("arch")
     data = _tiny_mall(tmp_path / "data")
@@ -292,10 +292,11 @@ def test_the_recipe_cuts_v7s_stages_to_the_half_size_network_and_fine_tunes_it(t
     init = np.load(out / "half-init.npz")
     assert init["s16c/kernel"].shape == (3, 3, 76, 76)  # m+half's, cut from m+'s 128
     assert init["s16c/kernel"].shape[3] == arch.channels("m+half")["s16c"]
-    for stage, arch_name in (("cpu-more", "m+"), ("half", "m+half"), ("half-more", "m+half")):
+    for stage, arch_name in (("cpu", "m+"), ("half", "m+half"), ("half-more", "m+half")):
         args = json.loads((out / stage / "state.json").read_text())["args"]
         assert args["arch"] == arch_name
         assert (out / stage / "best.npz").is_file()
+    assert not (out / "cpu-more").exists()  # v7's second stage is not trained first
     assert json.loads((out / "half" / "state.json").read_text())["args"]["init"].endswith("half-init.npz")
 
 
