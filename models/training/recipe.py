@@ -55,7 +55,7 @@ CPU_RUN = EVERY_RUN + ["--arch", "m+"] + BAYES_ON_CPU + ["--epochs", "13", "--ev
 # A stage that starts from trained weights: Adam 5e-4, a shorter average.
 FINE_TUNE = ["--batch", "64", "--ema", "0.998", "--lr", "5e-4", "--warmup", "100",
              "--count-weight", "5", "--eval-from", "1"]
-# Its second stage: another patch stream (seed 13).
+# v7's second stage: another patch stream (seed 13).
 CPU_MORE = ["--arch", "m+"] + BAYES_ON_CPU + FINE_TUNE + ["--seed", "13", "--epochs", "4"]
 # The shipped model's stages (v8): v7 cut to "m+half" (prune.py), fine-tuned on
 # a third patch stream (seed 17), then again on the second one's (seed 13).
@@ -92,7 +92,7 @@ def main(argv=None) -> None:
     what.add_argument("--gpu", action="store_const", const="gpu", dest="run",
                       help="the previous model's run (PyTorch, CUDA) into OUT/gpu")
     what.add_argument("--cpu", action="store_const", const="cpu", dest="run",
-                      help="the shipped model's two stages (PyTorch, CPU) into OUT/cpu, OUT/cpu-more")
+                      help="v7's two stages (PyTorch, CPU) into OUT/cpu, OUT/cpu-more")
     what.add_argument("--half", action="store_const", const="half", dest="run",
                       help="the shipped model: v7's first stage (OUT/cpu, unless --from) cut to "
                            "m+half, then two fine-tune stages (PyTorch, CPU) into OUT/half, "
