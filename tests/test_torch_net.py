@@ -185,6 +185,29 @@ def test_density_on_a_dataset_the_run_does_not_train_on_is_refused(tmp_path):
                           "--density-on", "shanghaitech_a"])
 
 
+def test_cosine_epochs_stops_the_run_partway_down_a_longer_learning_rate_cosine(tmp_path):
+    data = _tiny_mall(tmp_path / "data")
+
+    def last_lr(*extra):
+        out = tmp_path / ("run" + "".join(extra))
+        train_torch.main(["--data", str(data), "--out", str(out), "--epochs", "1", "--steps", "4",
+                          "--warmup", "1", "--batch", "2", "--lr", "1e-3", "--device", "cpu",
+                          "--workers", "0", *extra])
+        return json.loads((out / "log.jsonl").read_text().splitlines()[-1])["lr"]
+
+    # The last step is step 3: of a 4-step cosine near its end, of an 8-step one near its middle.
+    assert last_lr() == pytest.approx(1e-3 * train_torch.lr_factor(3, 1, 4))
+    assert last_lr("--cosine-epochs", "2") == pytest.approx(1e-3 * train_torch.lr_factor(3, 1, 8))
+    assert last_lr("--cosine-epochs", "2") > 2 * last_lr()
+
+
+def test_a_cosine_shorter_than_the_run_is_refused(tmp_path):
+    with pytest.raises(SystemExit):
+        train_torch.parse_args(["--data", "d", "--out", "o", "--epochs", "3", "--cosine-epochs", "2"])
+    with pytest.raises(SystemExit):
+        train_torch.parse_args(["--data", "d", "--out", "o", "--minutes", "3", "--cosine-epochs", "2"])
+
+
 def test_small_patches_train_the_first_epochs_on_half_side_patches_then_full_ones(tmp_path):
     """--small-patches E: the steps of the first E epochs make 128x96 patches (a quarter
     of the compute), the later steps 256x192; head points stay inside their patch."""

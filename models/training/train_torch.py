@@ -54,6 +54,10 @@ def parse_args(argv=None):
     length = p.add_mutually_exclusive_group(required=True)
     length.add_argument("--epochs", type=int)
     length.add_argument("--minutes", type=float, help="fit the number of epochs to this budget")
+    p.add_argument("--cosine-epochs", type=int, metavar="N",
+                   help="with --epochs: the learning-rate cosine spans N epochs (N >= --epochs), so "
+                        "the run stops while the rate is still a fraction of its peak (default: "
+                        "--epochs, the cosine's end)")
     p.add_argument("--steps", type=int, default=500, help="steps per epoch")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--lr", type=float, default=1.5e-3, help="peak learning rate (cosine decay)")
@@ -132,7 +136,10 @@ def parse_args(argv=None):
     p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.cosine_epochs is not None and (args.epochs is None or args.cosine_epochs < args.epochs):
+        p.error("--cosine-epochs needs --epochs, and no fewer epochs than it")
+    return args
 
 
 def dense_weighted_bayesian_loss(density: torch.Tensor, points: torch.Tensor, sigma: float,
@@ -352,6 +359,7 @@ def main(argv=None) -> None:
     ema_params = [p for p in ema.state_dict().values() if p.dtype.is_floating_point]
     raw_params = [p for p in model.state_dict().values() if p.dtype.is_floating_point]
     steps_total = (epochs or 0) * args.steps  # with --minutes, known once timed
+    cosine_steps = (args.cosine_epochs or 0) * args.steps
     loader = torch.utils.data.DataLoader(
         Patches(train, args.batch, args.seed, start_epoch * args.steps,
                 steps_total or 2 ** 62, args.empty_share, points=bool(heads_needed),
@@ -388,7 +396,7 @@ def main(argv=None) -> None:
             x = x.to(dev, non_blocking=True).permute(0, 3, 1, 2).float()
             y = y.to(dev, non_blocking=True).permute(0, 3, 1, 2) * scale
             for g in opt.param_groups:
-                g["lr"] = args.lr * lr_factor(step, args.warmup, steps_total or 2 ** 62)
+                g["lr"] = args.lr * lr_factor(step, args.warmup, cosine_steps or steps_total or 2 ** 62)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=args.bf16):
                 p = model(x)
             p = p.float()
