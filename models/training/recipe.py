@@ -129,7 +129,7 @@ def main(argv=None) -> None:
         source = args.source
         if source is None:
             # v7's first stage only: with its second the recipe takes about
-            # 100 minutes, over the 90 it is designed for.
+            # 110 minutes, over the 90 it is designed for.
             folder, stage = RUNS["cpu"][0]
             train_stage(args, folder, stage, None, common)
             source = args.out / folder / "best.npz"
