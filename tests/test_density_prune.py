@@ -180,3 +180,81 @@ def test_the_training_networks_activity_is_the_numpy_networks(source_arrays, gra
     assert set(got) == set(expected)
     for name in set(expected) - {"density"}:  # linear in training, ReLU in the numpy network
         np.testing.assert_allclose(got[name], expected[name], rtol=1e-3, atol=1e-4, err_msg=name)
+
+
+def _mall_frames(count: int) -> np.ndarray:
+    """`count` Mall training frames at 512x384, gray, N x h x w x 1, then their mirror images."""
+    frames = []
+    for n in range(1, 601, 600 // count)[:count]:
+        path = shared_path("data", "mall", "train", "images", f"seq_{n:06d}.jpg")
+        frames.append(cv2.cvtColor(cv2.resize(cv2.imread(str(path)), (512, 384)), cv2.COLOR_BGR2GRAY))
+    frames += [f[:, ::-1] for f in frames]
+    return np.stack(frames)[..., None].astype(np.float32)
+
+
+def _torch_nets(source_arrays, slim_arrays):
+    torch_net = training_module("torch_net")
+    wide, slim = torch_net.DensityNet(SOURCE), torch_net.DensityNet(TARGET)
+    torch_net.load_keras_arrays(wide, source_arrays)
+    torch_net.load_keras_arrays(slim, slim_arrays)
+    return wide, slim
+
+
+def _map(net, frame: np.ndarray) -> np.ndarray:
+    import torch
+
+    with torch.no_grad():
+        return net(torch.from_numpy(np.ascontiguousarray(frame[None].transpose(0, 3, 1, 2)))).numpy()
+
+
+def test_a_refit_cut_reproduces_channels_that_copied_kept_ones_where_the_plain_cut_cannot(source_arrays):
+    """Each cut channel made a copy of a kept one: the full network is then
+    exactly the slim one with the copy's readers' weights added to the
+    original's, a solution the least squares must find, while keeping the
+    readers' weights to the kept channels as they were misses the copies."""
+    pytest.importorskip("torch", reason="the train-torch extra (PyTorch) is not installed")
+    arrays = dict(source_arrays)
+    group_of = prune.channel_groups(SOURCE)
+    cut = _cut_channels(seed=3)
+    rng = np.random.default_rng(4)
+    for group, channels in cut.items():
+        kept = np.setdiff1d(np.arange(arch.channels(SOURCE)[group]), channels)
+        original = rng.choice(kept, len(channels))
+        for layer in arch.layers_of(SOURCE):
+            if isinstance(layer, arch.Conv) and group_of[layer.name] == group:
+                for key in (f"{layer.name}/kernel",) + tuple(
+                        f"{layer.name}_bn/{w}" for w in ("gamma", "beta", "moving_mean", "moving_variance")):
+                    arrays[key] = arrays[key].copy()
+                    arrays[key][..., channels] = arrays[key][..., original]
+    keep = {name: np.setdiff1d(np.arange(n), cut[group_of[name]]) if group_of[name] in cut else np.arange(n)
+            for name, n in arch.channels(SOURCE).items()}
+    frames = _mall_frames(4)
+    activity = {name: np.zeros(n) for name, n in arch.channels(SOURCE).items()}
+    wide, plain = _torch_nets(arrays, prune.slimmed(SOURCE, TARGET, arrays, keep, activity))
+    _, refit = _torch_nets(arrays, prune.slimmed(SOURCE, TARGET, arrays, keep, activity))
+
+    refitted = prune.refit(wide, refit, keep, frames[[0, 1, 2, 4, 5, 6]], batch=2)
+
+    assert refitted[0] == "s8a" and refitted[-1] == "density"  # from the first cut on
+    held_out = frames[3]  # neither it nor its mirror image fitted
+    full = _map(wide, held_out)
+    assert full.sum() > 10.0
+    scale = np.abs(full).max()
+    assert np.abs(_map(refit, held_out) - full).max() < 0.01 * scale
+    assert np.abs(_map(plain, held_out) - full).max() > 0.1 * scale
+
+
+def test_a_refit_cut_counts_a_new_frame_closer_to_the_full_network_than_the_plain_cut(source_arrays, gray):
+    pytest.importorskip("torch", reason="the train-torch extra (PyTorch) is not installed")
+    activity = _activity(SOURCE, source_arrays, gray)
+    keep = prune.kept_channels(SOURCE, TARGET, source_arrays, activity)
+    wide, plain = _torch_nets(source_arrays, prune.slimmed(SOURCE, TARGET, source_arrays, keep, activity))
+    _, refit = _torch_nets(source_arrays, prune.slimmed(SOURCE, TARGET, source_arrays, keep, activity))
+
+    prune.refit(wide, refit, keep, _mall_frames(4), batch=4)
+
+    frame = gray[None, :, :, None].astype(np.float32)[0]  # seq_000700, not among the fitted frames
+    full = _map(wide, frame)
+    refit_error = np.abs(_map(refit, frame) - full).mean()
+    plain_error = np.abs(_map(plain, frame) - full).mean()
+    assert refit_error < 0.5 * plain_error
