@@ -15,12 +15,11 @@ absolute activation over training patches times the L1 norm of the weights
 that read it, summed over the convolutions that read it. Tensors joined by an
 ADD (through an upsampling or not) share their channels, so they are scored
 and cut together. Each layer keeps its best-scoring channels; from the first
-cut layer on, each is then refitted by least squares to compute what the
-wider network computed at the channels it keeps (`refit`; `--no-refit` keeps
-their weights as they were, the cut v8 was made with). Last, every BatchNorm
-gets the statistics of the slimmer network in training mode
-(from_tflite.set_batch_statistics), so a fine-tune starts from the function
-the slimmer network computes.
+cut layer on, each can then be refitted by least squares to compute what the
+wider network computed at the channels it keeps (`--refit`; v8 and the recipe
+cut without it). Last, every BatchNorm gets the statistics of the slimmer
+network in training mode (from_tflite.set_batch_statistics), so a fine-tune
+starts from the function the slimmer network computes.
 """
 
 from __future__ import annotations
@@ -238,9 +237,10 @@ def main(argv=None) -> None:
     p.add_argument("--data", type=Path, required=True, help="the training data (patches score channels)")
     p.add_argument("--out", type=Path, required=True, help="weights to write (.npz)")
     p.add_argument("--seed", type=int, default=1234, help="of the training patches")
-    p.add_argument("--no-refit", dest="refit", action="store_false",
-                   help="keep the kept channels' weights as they are (the cut v8 was made with) "
-                        "instead of refitting each layer by least squares")
+    p.add_argument("--refit", action="store_true",
+                   help="refit each layer from the first cut one on by least squares (a closer "
+                        "start, not a better model after the recipe's fine-tune: model card, "
+                        "\"A cut that refits each layer\")")
     args = p.parse_args(argv)
 
     from models.training import data as D
