@@ -155,9 +155,9 @@ def refit(wide, slim, keep: dict[str, np.ndarray], patches: np.ndarray, batch: i
     then gives it real statistics).
 
     `wide` and `slim` are torch_net.DensityNet of one graph (slim's channels
-    are `keep`'s, per tensor); `ridge` x the mean of the inputs' squares is
-    added to the normal equations' diagonal (not the bias's), so a channel
-    that never fires on the patches gets no weight."""
+    are `keep`'s, per tensor); `ridge` x the mean of the normal equations'
+    diagonal is added to that diagonal (not the bias's), so a channel that
+    never fires on the patches gets no weight."""
     import torch
     import torch.nn.functional as F
 
