@@ -39,11 +39,16 @@ def source_arrays() -> dict[str, np.ndarray]:
     return arrays
 
 
+def _mall_gray(n: int) -> np.ndarray:
+    """Mall training frame `n` at the model's 512x384, gray."""
+    path = shared_path("data", "mall", "train", "images", f"seq_{n:06d}.jpg")
+    return cv2.cvtColor(cv2.resize(cv2.imread(str(path)), (512, 384)), cv2.COLOR_BGR2GRAY)
+
+
 @pytest.fixture(scope="module")
 def gray() -> np.ndarray:
     """A crowded Mall frame at the model's 512x384, gray."""
-    path = shared_path("data", "mall", "train", "images", "seq_000700.jpg")
-    return cv2.cvtColor(cv2.resize(cv2.imread(str(path)), (512, 384)), cv2.COLOR_BGR2GRAY)
+    return _mall_gray(700)
 
 
 def _folded(arch_name: str, arrays) -> dict:
@@ -184,10 +189,7 @@ def test_the_training_networks_activity_is_the_numpy_networks(source_arrays, gra
 
 def _mall_frames(count: int) -> np.ndarray:
     """`count` Mall training frames at 512x384, gray, N x h x w x 1, then their mirror images."""
-    frames = []
-    for n in range(1, 601, 600 // count)[:count]:
-        path = shared_path("data", "mall", "train", "images", f"seq_{n:06d}.jpg")
-        frames.append(cv2.cvtColor(cv2.resize(cv2.imread(str(path)), (512, 384)), cv2.COLOR_BGR2GRAY))
+    frames = [_mall_gray(n) for n in range(1, 601, 600 // count)[:count]]
     frames += [f[:, ::-1] for f in frames]
     return np.stack(frames)[..., None].astype(np.float32)
 

@@ -179,8 +179,7 @@ def refit(wide, slim, keep: dict[str, np.ndarray], patches: np.ndarray, batch: i
             for x in batches:
                 given = _padded(slim.tensors(x)[layer.source], k, stride)
                 if conv:
-                    source = wide.tensors(x)[layer.source]
-                    wanted = wide_m.bn(F.conv2d(_padded(source, k, stride), wide_m.conv.weight, None, stride))
+                    wanted = wide_m.pre_activation(wide.tensors(x)[layer.source])
                     wanted = wanted[:, torch.from_numpy(keep[layer.name])]
                 else:
                     wanted = wide.tensors(x)[layer.name]

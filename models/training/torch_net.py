@@ -27,6 +27,13 @@ class ConvBnRelu6(nn.Module):
         self.bn = nn.BatchNorm2d(layer.filters, eps=A.BN_EPSILON, momentum=1.0 - A.BN_MOMENTUM)
 
     def forward(self, x):
+        # In place: BatchNorm's backward needs its input, not its output, and
+        # the activation's backward reads its own result.
+        x = self.pre_activation(x)
+        return F.relu(x, inplace=True) if self.cap is None else F.hardtanh(x, 0.0, self.cap, inplace=True)
+
+    def pre_activation(self, x):
+        """The convolution and BatchNorm of `x`, before the ReLU."""
         top, bottom = A.same_padding(x.shape[-2], self.kernel, self.stride)
         left, right = A.same_padding(x.shape[-1], self.kernel, self.stride)
         if top == bottom and left == right:
@@ -35,10 +42,7 @@ class ConvBnRelu6(nn.Module):
             x = F.conv2d(x, self.conv.weight, None, self.stride, (top, left))
         else:
             x = self.conv(F.pad(x, (left, right, top, bottom)))
-        # In place: BatchNorm's backward needs its input, not its output, and
-        # the activation's backward reads its own result.
-        x = self.bn(x)
-        return F.relu(x, inplace=True) if self.cap is None else F.hardtanh(x, 0.0, self.cap, inplace=True)
+        return self.bn(x)
 
 
 class DensityNet(nn.Module):
